@@ -1,0 +1,1 @@
+"""Fold ensemble with test-time augmentation: averages fold logits into a submission."""

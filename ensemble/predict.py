@@ -1,0 +1,143 @@
+"""Fold ensemble: `python -m ensemble.predict [--run DIR] [--data EVAL_DIR] [--tta NAME] [--out FILE]`.
+
+Loads every fold's safetensors (nothing pickled), averages logits over TTA views and folds with the same
+preprocessing as training validation, and writes `ImageID,ans` in the order of the eval table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ensemble.tta import TTA_CHOICES, BatchedTTA, tta_transforms
+from foldtrain import config as config_mod
+from foldtrain.cache import build_cache
+from foldtrain.checkpoints import load_weights, read_metadata
+from foldtrain.data import CachedImageDataset, build_loader, default_workers
+from foldtrain.layout import LayoutError, read_eval
+from foldtrain.model import build_model
+from foldtrain.runfolder import newest_run, read_json, write_csv
+from foldtrain.tracking import Tracker
+from foldtrain.transforms import DeviceNormalize, build_eval_transform, working_size
+
+log = logging.getLogger("ensemble")
+
+
+@dataclass
+class FoldModel:
+    """One fold's weights and what its metadata says about them."""
+
+    path: Path
+    meta: dict
+
+
+def find_fold_models(run_dir: Path) -> list[FoldModel]:
+    """Every `fold<k>/model.safetensors` of a run, in fold order."""
+    paths = sorted(run_dir.glob("fold*/model.safetensors"), key=lambda p: int(p.parent.name[4:]))
+    if not paths:
+        raise FileNotFoundError(f"no fold weights (fold<k>/model.safetensors) in {run_dir}; is training finished?")
+    return [FoldModel(p, read_metadata(p)) for p in paths]
+
+
+def load_fold(fold: FoldModel, device: torch.device) -> torch.nn.Module:
+    """A model rebuilt from its metadata with the fold's weights, in eval mode on `device`."""
+    meta = fold.meta
+    model = build_model(meta["model"], int(meta["num_classes"]), pretrained=False)
+    model.load_state_dict(load_weights(fold.path), strict=True)
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast where the GPU supports it, fp16 on older GPUs, full precision on CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.device) -> np.ndarray:
+    """Mean logits over folds and TTA views of every image in `loader`, in loader order."""
+    total = None
+    for fold in folds:
+        model = load_fold(fold, device)
+        normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"])).to(device)
+        wrapped = BatchedTTA(model, tta_transforms(tta))
+        outs = []
+        for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False):
+            with autocast_for(device):
+                outs.append(wrapped(normalize(images)).float().cpu())
+        logits = torch.cat(outs).numpy()
+        total = logits if total is None else total + logits
+        del model
+    return total / len(folds)
+
+
+def predict_run(run_dir: Path, data_dir: Path | None, tta: str, out: Path | None, batch_size: int = 64,
+                workers: int | None = None) -> Path:
+    """Write the ensemble's submission for `data_dir` (default: the run's `data.root/eval`); returns its path."""
+    cfg = config_mod.build_config([run_dir / "config.yaml"])
+    folds = find_fold_models(run_dir)
+    data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
+    out = Path(out) if out else run_dir / "submission.csv"
+    table = read_eval(data_dir)
+    size_hw = tuple(folds[0].meta["image_size"])
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+    cache_path = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_dir)
+    dataset = CachedImageDataset(cache_path, np.arange(len(table)), None, build_eval_transform(size_hw))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loader = build_loader(dataset, batch_size, False, default_workers(1) if workers is None else workers,
+                          pin_memory=device.type == "cuda")
+
+    start = time.perf_counter()
+    logits = ensemble_logits(folds, loader, tta, device)
+    seconds = time.perf_counter() - start
+    classes = folds[0].meta.get("classes") or [str(i) for i in range(logits.shape[1])]
+    submission = pd.DataFrame({"ImageID": table["ImageID"], "ans": logits.argmax(1)})
+    if cfg.data.format not in ("auto", "mask") and len(classes) != 18:
+        submission["class"] = [classes[i] for i in submission["ans"]]
+    write_csv(out, submission)
+    log.info("%d images x %d folds x %s TTA in %.1fs -> %s", len(table), len(folds), tta, seconds, out)
+
+    tracking = read_json(run_dir / "tracking.json", {})
+    if tracking.get("parent_id"):
+        tracker = Tracker(True, tracking.get("experiment", cfg.mlflow.experiment), tracking.get("tracking_uri"))
+        tracker.log_artifact(tracking["parent_id"], out, "submission")
+        tracker.set_tags(tracking["parent_id"], {"predict.tta": tta, "predict.data": str(data_dir)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ensemble.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="run folder (default: the newest finished run below --runs-dir)")
+    parser.add_argument("--runs-dir", type=Path, default=Path(config_mod.RunConfig().dir))
+    parser.add_argument("--data", type=Path, help="eval folder with info.csv and images/ (default: data.root/eval)")
+    parser.add_argument("--tta", default="hflip", choices=TTA_CHOICES)
+    parser.add_argument("--out", type=Path, help="submission CSV (default: RUN/submission.csv)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: from the core count)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        run_dir = args.run or newest_run(args.runs_dir)
+        out = predict_run(run_dir, args.data, args.tta, args.out, args.batch_size, args.workers)
+    except (FileNotFoundError, LayoutError, config_mod.ConfigError, ValueError) as err:
+        log.error("%s", err)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Pictures and tables a person wants to look at after a CV run: confusion matrix and per-class F1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; training machines have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
+    """Row-normalised confusion matrix with counts in the cells."""
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5)))
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_per_class_f1(scores: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
+    """Horizontal bars of each class's F1."""
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.3 * len(classes) + 1)))
+    ax.barh(range(len(classes)), scores, color="tab:blue")
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def per_class_table(scores: np.ndarray, support: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per-class F1 with support, as a table."""
+    return pd.DataFrame({"class": classes, "f1": scores, "support": support})

@@ -1,0 +1,117 @@
+"""MLflow tracking, best effort: the only module that imports mlflow.
+
+One parent run per CV run and one child run per fold (tag `fold`, parent set through `mlflow.parentRunId`),
+driven through `MlflowClient` with explicit run ids so a resumed run can reattach to the same runs. Only the
+main process builds an enabled tracker. Any tracking failure warns once and turns tracking off: it never
+decides whether training succeeds, and every metric also lands in the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+MAX_PARAM_LENGTH = 500
+
+
+class Tracker:
+    """Logs to MLflow when enabled; a no-op after the first failure or when disabled."""
+
+    def __init__(self, enabled: bool, experiment: str, tracking_uri: str | None = None):
+        self.enabled = enabled
+        self.failed = False
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri
+        self._client = None
+        self._experiment_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and not self.failed
+
+    def _call(self, what: str, fn, *args, **kwargs) -> Any:
+        if not self.active:
+            return None
+        try:
+            if self._client is None:
+                self._connect()
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any tracking error must leave training running
+            self.failed = True
+            log.warning("MLflow tracking failed while trying to %s (%s: %s); training goes on without tracking, "
+                        "metrics are still written to the run folder", what, type(err).__name__, err)
+            return None
+
+    def _connect(self) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+        self.tracking_uri = uri
+        self._client = MlflowClient(tracking_uri=uri)
+        found = self._client.get_experiment_by_name(self.experiment)
+        self._experiment_id = found.experiment_id if found else self._client.create_experiment(self.experiment)
+
+    def start_run(self, name: str, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+                  parent_id: str | None = None, run_id: str | None = None) -> str | None:
+        """Create a run (a child of `parent_id` when given) or reattach to `run_id`; returns its id."""
+
+        def start() -> str:
+            if run_id:
+                self._client.update_run(run_id, status="RUNNING")
+                return run_id
+            all_tags = dict(tags or {})
+            if parent_id:
+                all_tags["mlflow.parentRunId"] = parent_id
+            run = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags)
+            self._log_params(run.info.run_id, params or {})
+            return run.info.run_id
+
+        return self._call(f"start the run {name!r} at {self.tracking_uri or 'the default URI'}", start)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self._client.log_batch(run_id, params=items[start:start + 100])
+
+    def log_params(self, run_id: str | None, params: dict[str, Any]) -> None:
+        """Add params to a run (new keys only: MLflow params are immutable)."""
+        if run_id:
+            self._call("log params", self._log_params, run_id, params)
+
+    def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log several metrics at one step."""
+        if not run_id:
+            return
+
+        def log_all() -> None:
+            import time
+
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+            self._client.log_batch(run_id, metrics=batch)
+
+        self._call("log metrics", log_all)
+
+    def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
+        """Upload a file to the run's artifacts."""
+        if run_id:
+            self._call(f"log the artifact {path}", lambda: self._client.log_artifact(run_id, str(path), folder))
+
+    def set_tags(self, run_id: str | None, tags: dict[str, str]) -> None:
+        """Set tags on a run."""
+        if run_id:
+            self._call("set tags", lambda: [self._client.set_tag(run_id, k, v) for k, v in tags.items()])
+
+    def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
+        """Mark a run FINISHED, FAILED or KILLED."""
+        if run_id:
+            self._call(f"end a run as {status}", lambda: self._client.set_terminated(run_id, status=status))
+
