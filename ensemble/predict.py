@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ensemble.tta import TTA_CHOICES, BatchedTTA, tta_transforms
 from foldtrain import config as config_mod
+from foldtrain import heads as heads_mod
 from foldtrain.cache import build_cache
 from foldtrain.checkpoints import load_weights, read_metadata
 from foldtrain.data import CachedImageDataset, build_loader, default_workers
@@ -49,12 +50,25 @@ def find_fold_models(run_dir: Path) -> list[FoldModel]:
     return [FoldModel(p, read_metadata(p)) for p in paths]
 
 
+class ClassScores(torch.nn.Module):
+    """A fold model whose output is one score per class, whatever its heads."""
+
+    def __init__(self, model: torch.nn.Module, heads: str):
+        super().__init__()
+        self.model = model
+        self.heads = heads
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return heads_mod.class_logits(self.model(images), self.heads)
+
+
 def load_fold(fold: FoldModel, device: torch.device) -> torch.nn.Module:
-    """A model rebuilt from its metadata with the fold's weights, in eval mode on `device`."""
+    """A model rebuilt from its metadata with the fold's weights, in eval mode on `device`, scoring classes."""
     meta = fold.meta
-    model = build_model(meta["model"], int(meta["num_classes"]), pretrained=False)
+    heads = meta.get("heads", "single")
+    model = build_model(meta["model"], heads_mod.output_size(heads, int(meta["num_classes"])), pretrained=False)
     model.load_state_dict(load_weights(fold.path), strict=True)
-    return model.to(device, memory_format=torch.channels_last).eval()
+    return ClassScores(model.to(device, memory_format=torch.channels_last), heads).eval()
 
 
 def autocast_for(device: torch.device):
@@ -74,7 +88,7 @@ def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.devi
         normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"])).to(device)
         wrapped = BatchedTTA(model, tta_transforms(tta))
         outs = []
-        for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False):
+        for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False, disable=None):
             with autocast_for(device):
                 outs.append(wrapped(normalize(images)).float().cpu())
         logits = torch.cat(outs).numpy()

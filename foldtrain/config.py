@@ -35,6 +35,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "resnet10t"
+    heads: str = "auto"
     pretrained: bool = False
     pretrained_file: str | None = None
     drop_rate: float = 0.0
@@ -98,6 +99,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.format": ("auto", "mask", "csv", "imagefolder"),
     "train.scheduler": ("cosine", "step", "none"),
+    "model.heads": ("auto", "single", "multi"),
     "cv.parallel": ("ddp", "folds"),
 }
 

@@ -44,8 +44,8 @@ _TRAIN, _EVAL = 0, 1
 
 _SKIN_TONES = ((241, 210, 185), (228, 190, 160), (210, 165, 130), (188, 140, 105), (160, 115, 85))
 # Mask colours kept away from skin tones so a worn mask never blends into the face.
-_MASK_COLOURS = ((246, 246, 246), (150, 200, 240), (28, 28, 34), (40, 52, 110), (140, 142, 150),
-                 (235, 105, 165), (120, 215, 170), (240, 205, 60))
+_MASK_COLOURS = ((248, 248, 248), (160, 210, 250), (25, 25, 30), (35, 50, 120), (225, 228, 235),
+                 (240, 110, 180), (90, 200, 230))
 _MASK_SHAPES = ("surgical", "kf94", "cloth", "cup", "dotted")
 
 
@@ -222,7 +222,7 @@ def _make_person(rng: np.random.Generator, gender: int, age: int) -> _Person:
         white = int(rng.integers(205, 245))
         hair = (white, white, white)
     skin = _jitter(rng, _SKIN_TONES[rng.integers(len(_SKIN_TONES))], 8)
-    lips = _jitter(rng, (200, 45, 75), 20) if gender == 1 else _scale(skin, 0.78)
+    lips = _jitter(rng, (205, 40, 80), 15) if gender == 1 else _jitter(rng, (150, 85, 75), 15)
     colours = rng.permutation(len(_MASK_COLOURS))[:5]
     shapes = rng.permutation(len(_MASK_SHAPES))
     masks = tuple((_MASK_SHAPES[s], _MASK_COLOURS[c]) for s, c in zip(shapes, colours, strict=True))
@@ -272,10 +272,10 @@ def _draw_photo(person: _Person, stem: str, rng: np.random.Generator) -> Image.I
     mask_state = labels.MASK_BY_STEM[stem]
     if mask_state == 0:  # over nose and mouth, from just below the eyes to the chin
         shape, colour = person.masks[int(stem[-1]) - 1]
-        _draw_mask(draw, shape, colour, (cx - 0.54 * w, cy - 0.01 * h, cx + 0.54 * w, cy + 0.47 * h), cx, cy, w, h)
+        _draw_mask(draw, shape, colour, (cx - 0.6 * w, cy - 0.05 * h, cx + 0.6 * w, cy + 0.53 * h), cx, cy, w, h)
     elif mask_state == 1:  # pulled down onto the chin: nose and mouth show
         shape, colour = person.masks[rng.integers(len(person.masks))]
-        _draw_mask(draw, shape, colour, (cx - 0.46 * w, cy + 0.33 * h, cx + 0.46 * w, cy + 0.6 * h), cx, cy, w, h)
+        _draw_mask(draw, shape, colour, (cx - 0.48 * w, cy + 0.35 * h, cx + 0.48 * w, cy + 0.64 * h), cx, cy, w, h)
     return _finish(img, rng)
 
 
@@ -286,10 +286,15 @@ def _draw_features(draw: ImageDraw.ImageDraw, person: _Person, cx: float, cy: fl
         draw.line(brow, fill=person.hair, width=max(3, int(w / 30)))
         draw.ellipse((ex - 0.09 * w, ey - 0.04 * h, ex + 0.09 * w, ey + 0.04 * h), fill=(245, 245, 240))
         draw.ellipse((ex - 0.04 * w, ey - 0.035 * h, ex + 0.04 * w, ey + 0.035 * h), fill=(35, 25, 20))
-    draw.polygon([(cx, cy - 0.03 * h), (cx - 0.07 * w, cy + 0.13 * h), (cx + 0.07 * w, cy + 0.13 * h)],
-                 fill=_scale(person.skin, 0.8))
-    draw.ellipse((cx - 0.17 * w, cy + 0.21 * h, cx + 0.17 * w, cy + 0.28 * h), fill=person.lips)
-    draw.line((cx - 0.15 * w, cy + 0.245 * h, cx + 0.15 * w, cy + 0.245 * h), fill=(70, 20, 25), width=2)
+    # A large nose and an open mouth: what a mask hides must be plain to see at 96 px when it is not hidden.
+    draw.polygon([(cx, cy - 0.03 * h), (cx - 0.09 * w, cy + 0.14 * h), (cx + 0.09 * w, cy + 0.14 * h)],
+                 fill=_scale(person.skin, 0.78))
+    for side in (-1, 1):
+        draw.ellipse((cx + side * 0.05 * w - 0.03 * w, cy + 0.11 * h, cx + side * 0.05 * w + 0.03 * w, cy + 0.15 * h),
+                     fill=(60, 30, 25))
+    draw.ellipse((cx - 0.23 * w, cy + 0.19 * h, cx + 0.23 * w, cy + 0.32 * h), fill=person.lips)
+    draw.ellipse((cx - 0.17 * w, cy + 0.22 * h, cx + 0.17 * w, cy + 0.29 * h), fill=(75, 15, 25))
+    draw.line((cx - 0.13 * w, cy + 0.226 * h, cx + 0.13 * w, cy + 0.226 * h), fill=(245, 245, 240), width=4)
 
 
 def _draw_wrinkles(draw: ImageDraw.ImageDraw, person: _Person, cx: float, cy: float, w: float, h: float) -> None:
@@ -316,16 +321,18 @@ def _draw_mask(draw: ImageDraw.ImageDraw, shape: str, colour, box, cx: float, cy
     strap = _scale(colour, 0.75) if sum(colour) > 150 else (90, 90, 95)
     for side, x in ((-1, x0), (1, x1)):
         draw.line((x, y0 + 0.15 * bh, cx + side * 0.5 * w, cy - 0.04 * h), fill=strap, width=3)
+    # A bold rim in the strap colour outlines every mask, whatever its fill, so the shape stands out at 96 px.
+    rim = max(4, int(w / 40))
     if shape == "kf94":
         xm = (x0 + x1) / 2
         draw.polygon([(x0, y0 + 0.3 * bh), (xm, y0), (x1, y0 + 0.3 * bh), (x1 - 0.06 * bw, y0 + 0.75 * bh),
-                      (xm, y1), (x0 + 0.06 * bw, y0 + 0.75 * bh)], fill=colour)
+                      (xm, y1), (x0 + 0.06 * bw, y0 + 0.75 * bh)], fill=colour, outline=strap, width=rim)
         draw.line((xm, y0, xm, y1), fill=strap, width=2)
     elif shape == "cup":
-        draw.ellipse(box, fill=colour)
+        draw.ellipse(box, fill=colour, outline=strap, width=rim)
     else:
         radius = {"surgical": 0.08, "cloth": 0.4, "dotted": 0.18}[shape] * min(bw, bh)
-        draw.rounded_rectangle(box, radius=radius, fill=colour)
+        draw.rounded_rectangle(box, radius=radius, fill=colour, outline=strap, width=rim)
     if shape == "surgical":
         for k in (1, 2, 3):
             y = y0 + k * bh / 4

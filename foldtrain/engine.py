@@ -38,7 +38,7 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_f
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
     for images, labels, _ in tqdm(loader, desc=description, leave=False,
-                                  disable=not accelerator.is_local_main_process):
+                                  disable=not accelerator.is_local_main_process or None):
         with accelerator.accumulate(model):
             logits = model(normalize(images))
             loss = loss_fn(logits, labels)
@@ -68,8 +68,11 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_f
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader, normalize: Callable, accelerator: Accelerator,
-            gather: bool = True, description: str = "predict") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits, labels and table rows of every image in `loader`, each exactly once.
+            to_classes: Callable = lambda logits: logits, gather: bool = True,
+            description: str = "predict") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class scores, labels and table rows of every image in `loader`, each exactly once.
+
+    `to_classes` maps the model's raw outputs to one score per class (see `heads.class_logits`).
 
     With `gather`, predictions of all processes are collected with `gather_for_metrics`, which drops the
     duplicates a distributed sampler pads the last batch with; the row indices travel along so every logit
@@ -78,8 +81,8 @@ def predict(model: torch.nn.Module, loader, normalize: Callable, accelerator: Ac
     model.eval()
     logits_all, labels_all, rows_all = [], [], []
     for images, labels, rows in tqdm(loader, desc=description, leave=False,
-                                     disable=not accelerator.is_local_main_process):
-        logits = model(normalize(images)).float()
+                                     disable=not accelerator.is_local_main_process or None):
+        logits = to_classes(model(normalize(images))).float()
         if gather:
             logits, labels, rows = accelerator.gather_for_metrics((logits, labels, rows))
         logits_all.append(logits.cpu())

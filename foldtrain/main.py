@@ -27,6 +27,7 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import broadcast_object_list, set_seed  # noqa: E402
 
 from foldtrain import config as config_mod  # noqa: E402
+from foldtrain import heads as heads_mod  # noqa: E402
 from foldtrain import metrics, report  # noqa: E402
 from foldtrain.cache import build_cache  # noqa: E402
 from foldtrain.checkpoints import save_weights  # noqa: E402
@@ -58,6 +59,7 @@ class PreparedData:
     root: Path
     frame: pd.DataFrame
     classes: list[str]
+    format: str
     cache_path: Path
     size_hw: tuple[int, int]
 
@@ -119,7 +121,7 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
         cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
         work_hw = working_size(size_hw)
         cache_path = build_cache([root / p for p in frame["path"]], work_hw, cache_dir)
-    return PreparedData(root, frame, table.classes, cache_path, size_hw)
+    return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw)
 
 
 def fold_loaders(cfg: Config, data: PreparedData, fold: int, accelerator: Accelerator):
@@ -140,8 +142,9 @@ def train_fold(cfg: Config, data: PreparedData, fold: int, accelerator: Accelera
     """Build -> prepare -> train -> evaluate -> save best -> free, for one fold."""
     set_seed(cfg.train.seed + fold)
     num_classes = len(data.classes)
-    model = build_model(cfg.model.name, num_classes, cfg.model.pretrained, cfg.model.pretrained_file,
-                        cfg.model.drop_rate, cfg.model.drop_path_rate)
+    heads = heads_mod.resolve_heads(cfg.model.heads, data.format, num_classes)
+    model = build_model(cfg.model.name, heads_mod.output_size(heads, num_classes), cfg.model.pretrained,
+                        cfg.model.pretrained_file, cfg.model.drop_rate, cfg.model.drop_path_rate)
     mean, std = model_norm(model)
     model = model.to(memory_format=torch.channels_last)
     normalize = DeviceNormalize(mean, std).to(accelerator.device)
@@ -152,6 +155,8 @@ def train_fold(cfg: Config, data: PreparedData, fold: int, accelerator: Accelera
     scheduler = build_scheduler(optimizer, cfg.train.scheduler, cfg.train.epochs, updates_per_epoch,
                                 cfg.train.warmup_epochs, cfg.train.lr)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+    if heads == "multi":
+        loss_fn = heads_mod.MultiHeadLoss(loss_fn)
 
     out_dir = fold_dir(run_dir, fold)
     state = EpochState()
@@ -161,7 +166,8 @@ def train_fold(cfg: Config, data: PreparedData, fold: int, accelerator: Accelera
         start = time.perf_counter()
         train_loss = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, normalize, accelerator,
                                      state, cfg.train.clip_grad, description=f"fold {fold} epoch {epoch}")
-        logits, labels, rows = predict(model, val_loader, normalize, accelerator, description=f"fold {fold} val")
+        logits, labels, rows = predict(model, val_loader, normalize, accelerator,
+                                       lambda out: heads_mod.class_logits(out, heads), description=f"fold {fold} val")
         preds = logits.argmax(1)
         row = {"epoch": epoch, "train_loss": train_loss,
                "val_loss": float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),
@@ -177,7 +183,8 @@ def train_fold(cfg: Config, data: PreparedData, fold: int, accelerator: Accelera
             if row["val_f1"] > best.best_f1:
                 best = FoldResult(fold, row["val_f1"], epoch, logits, rows)
                 save_weights(accelerator.unwrap_model(model).state_dict(), out_dir / "model.safetensors",
-                             metadata={"model": cfg.model.name, "num_classes": num_classes, "classes": data.classes,
+                             metadata={"model": cfg.model.name, "num_classes": num_classes, "heads": heads,
+                                       "classes": data.classes,
                                        "image_size": list(data.size_hw), "mean": list(mean), "std": list(std),
                                        "fold": fold, "epoch": epoch, "val_f1": row["val_f1"]})
     if accelerator.is_main_process:

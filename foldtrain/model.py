@@ -6,6 +6,7 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors.torch import load_file
 from timm.data import resolve_model_data_config
 
 
@@ -33,10 +34,23 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, pretraine
         if not path.is_file():
             raise FileNotFoundError(f"model.pretrained_file not found: {path}")
         # timm's own loader reads the file through the pretrained config, so key filtering and classifier
-        # re-initialisation behave exactly as for hub weights.
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path.resolve())},
-                                 **kwargs)
+        # re-initialisation behave exactly as for hub weights; telling it the file's class count keeps a head
+        # that already fits (timm drops any head whose count differs from the config's).
+        overlay = {"file": str(path.resolve()), "num_classes": _file_classes(name, path)}
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def _file_classes(name: str, path: Path) -> int | None:
+    """Rows of the classifier weight stored in a weights file, or None when it holds no such tensor."""
+    classifier = timm.models.get_pretrained_cfg(name).classifier if timm.models.get_pretrained_cfg(name) else None
+    if path.suffix == ".safetensors":
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    weight = state.get(f"{classifier}.weight") if classifier else None
+    return int(weight.shape[0]) if weight is not None else None
 
 
 def model_norm(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
