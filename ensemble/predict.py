@@ -42,11 +42,16 @@ class FoldModel:
     meta: dict
 
 
-def find_fold_models(run_dir: Path) -> list[FoldModel]:
-    """Every `fold<k>/model.safetensors` of a run, in fold order."""
+def find_fold_models(run_dir: Path, include_full: bool = False) -> list[FoldModel]:
+    """Every `fold<k>/model.safetensors` of a run in fold order, plus `full/model.safetensors` if asked."""
     paths = sorted(run_dir.glob("fold*/model.safetensors"), key=lambda p: int(p.parent.name[4:]))
     if not paths:
         raise FileNotFoundError(f"no fold weights (fold<k>/model.safetensors) in {run_dir}; is training finished?")
+    if include_full:
+        full = run_dir / "full" / "model.safetensors"
+        if not full.is_file():
+            raise FileNotFoundError(f"--include-full: {full} not found; train with cv.full_fit=true")
+        paths.append(full)
     return [FoldModel(p, read_metadata(p)) for p in paths]
 
 
@@ -98,10 +103,10 @@ def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.devi
 
 
 def predict_run(run_dir: Path, data_dir: Path | None, tta: str, out: Path | None, batch_size: int = 64,
-                workers: int | None = None) -> Path:
+                workers: int | None = None, include_full: bool = False) -> Path:
     """Write the ensemble's submission for `data_dir` (default: the run's `data.root/eval`); returns its path."""
     cfg = config_mod.build_config([run_dir / "config.yaml"])
-    folds = find_fold_models(run_dir)
+    folds = find_fold_models(run_dir, include_full)
     data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
     out = Path(out) if out else run_dir / "submission.csv"
     table = read_eval(data_dir)
@@ -140,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="submission CSV (default: RUN/submission.csv)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: from the core count)")
+    parser.add_argument("--include-full", action="store_true",
+                        help="also average the all-data model of cv.full_fit (full/model.safetensors)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
         run_dir = args.run or newest_run(args.runs_dir)
-        out = predict_run(run_dir, args.data, args.tta, args.out, args.batch_size, args.workers)
+        out = predict_run(run_dir, args.data, args.tta, args.out, args.batch_size, args.workers, args.include_full)
     except (FileNotFoundError, LayoutError, config_mod.ConfigError, ValueError) as err:
         log.error("%s", err)
         return 1

@@ -30,6 +30,8 @@ class DataConfig:
     cache_dir: str | None = None
     num_workers: int = -1
     age_bins: list[int] = field(default_factory=lambda: [30, 60])
+    label_fixes: str | None = None
+    normalize: str = "model"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class ModelConfig:
     pretrained_file: str | None = None
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    freeze_backbone: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,17 @@ class TrainConfig:
     optimizer: str = "adamw"
     scheduler: str = "cosine"
     warmup_epochs: int = 1
+    t0: int = 5
+    max_lr: float | None = None
     grad_accum: int = 1
     clip_grad: float | None = None
+    loss: str = "ce"
     label_smoothing: float = 0.0
+    class_weights: str = "none"
+    early_stopping: int = 0
+    save_above: float | None = None
+    ema: float = 0.0
+    compile: bool = False
     resume: bool = False
     seed: int = 42
 
@@ -61,7 +72,14 @@ class TrainConfig:
 @dataclass(frozen=True)
 class AugConfig:
     hflip: float = 0.5
+    vflip: float = 0.0
     scale_min: float = 0.7
+    color_jitter: float = 0.0
+    auto_augment: str | None = None
+    random_erasing: float = 0.0
+    cutmix: float = 0.0
+    cutmix_mode: str = "box"
+    mixup: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,7 @@ class CVConfig:
     seed: int = 42
     only: list[int] | None = None
     parallel: str = "ddp"
+    full_fit: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,11 @@ class Config:
 # Keys whose value must be one of a fixed set; checked once here so a typo fails before any work starts.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.format": ("auto", "mask", "csv", "imagefolder"),
-    "train.scheduler": ("cosine", "step", "none"),
+    "train.scheduler": ("cosine", "cosine_restarts", "onecycle", "step", "none"),
+    "train.loss": ("ce", "focal", "f1", "ce+f1"),
+    "train.class_weights": ("none", "balanced"),
+    "data.normalize": ("model", "imagenet", "dataset"),
+    "aug.cutmix_mode": ("box", "band"),
     "model.heads": ("auto", "single", "multi"),
     "cv.parallel": ("ddp", "folds"),
 }
@@ -205,6 +228,15 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"config key {key!r} must be at least 1, got {value}")
+    for key in ("aug.hflip", "aug.vflip", "aug.random_erasing", "aug.cutmix", "aug.mixup", "train.label_smoothing"):
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"config key {key!r} is a probability in [0, 1], got {value}")
+    if cfg.aug.cutmix + cfg.aug.mixup > 1.0:
+        raise ConfigError("aug.cutmix + aug.mixup must not exceed 1 (they are drawn as exclusive events per batch)")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise ConfigError(f"train.ema is the EMA decay in [0, 1) (0 = off, e.g. 0.999), got {cfg.train.ema}")
     if cfg.cv.folds < 2:
         raise ConfigError(f"cv.folds must be at least 2 for cross-validation, got {cfg.cv.folds}")
     if cfg.cv.only is not None:

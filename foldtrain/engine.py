@@ -26,10 +26,16 @@ class EpochState:
     updates: int = 0
 
 
-def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_fn: Callable, normalize: Callable,
-                    accelerator: Accelerator, state: EpochState, clip_grad: float | None = None,
-                    description: str = "train") -> float:
-    """Train one pass over `loader`; returns the mean training loss over all processes.
+def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_fn: Callable, batch_prep: Callable,
+                    accelerator: Accelerator, state: EpochState, clip_grad: float | None = None, ema=None,
+                    distributed: bool = True, description: str = "train") -> float:
+    """Train one pass over `loader`; returns the mean training loss (over all processes when `distributed`).
+
+    Args:
+        batch_prep: (uint8 images, labels) -> (model input, targets): normalisation, erasing, CutMix/Mixup.
+        ema: a timm ModelEmaV3 updated after every optimizer update, or None.
+        distributed: the processes train this model together (DDP); False in fold-parallel mode, where no
+            collective may run because the other processes train other folds.
 
     Raises:
         NonFiniteLossError: the loss was NaN or infinite (checked once per epoch, so no per-step host sync).
@@ -40,8 +46,10 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_f
     for images, labels, _ in tqdm(loader, desc=description, leave=False,
                                   disable=not accelerator.is_local_main_process or None):
         with accelerator.accumulate(model):
-            logits = model(normalize(images))
-            loss = loss_fn(logits, labels)
+            labels = labels.to(accelerator.device, non_blocking=True)
+            inputs, targets = batch_prep(images, labels)
+            with accelerator.autocast():
+                loss = loss_fn(model(inputs), targets)
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 if clip_grad:
@@ -53,10 +61,13 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer, scheduler, loss_f
                 state.updates += 1
                 if scheduler is not None:
                     scheduler.step_update(state.updates)
+                if ema is not None:
+                    ema.update(accelerator.unwrap_model(model), step=state.updates)
         loss_sum += loss.detach().float() * labels.shape[0]
         seen += labels.shape[0]
-    loss_sum = accelerator.reduce(loss_sum, reduction="sum")
-    seen = accelerator.reduce(seen, reduction="sum")
+    if distributed:
+        loss_sum = accelerator.reduce(loss_sum, reduction="sum")
+        seen = accelerator.reduce(seen, reduction="sum")
     mean_loss = (loss_sum / seen.clamp(min=1)).item()
     if not np.isfinite(mean_loss):
         raise NonFiniteLossError(
@@ -82,7 +93,8 @@ def predict(model: torch.nn.Module, loader, normalize: Callable, accelerator: Ac
     logits_all, labels_all, rows_all = [], [], []
     for images, labels, rows in tqdm(loader, desc=description, leave=False,
                                      disable=not accelerator.is_local_main_process or None):
-        logits = to_classes(model(normalize(images))).float()
+        with accelerator.autocast():
+            logits = to_classes(model(normalize(images))).float()
         if gather:
             logits, labels, rows = accelerator.gather_for_metrics((logits, labels, rows))
         logits_all.append(logits.cpu())

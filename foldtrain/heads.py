@@ -59,11 +59,16 @@ def head_targets(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 class MultiHeadLoss(torch.nn.Module):
-    """The sum of a base loss over the three heads, on targets marginalised from the 18 classes."""
+    """The sum of the heads' losses, on targets marginalised from the 18 classes.
 
-    def __init__(self, base: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    Args:
+        bases: one loss for all heads, or one per head (mask, gender, age), e.g. with per-head class weights.
+    """
+
+    def __init__(self, bases: Callable | list[Callable]):
         super().__init__()
-        self.base = base
+        self.bases = list(bases) if isinstance(bases, list | tuple) else [bases] * len(HEAD_SIZES)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(self.base(part, t) for part, t in zip(split(logits), head_targets(target), strict=True))
+        parts = zip(self.bases, split(logits), head_targets(target), strict=True)
+        return sum(loss(part, t) for loss, part, t in parts)

@@ -32,6 +32,7 @@ class Table:
     frame: pd.DataFrame
     classes: list[str]
     format: str
+    fixes_applied: int = 0
 
 
 def detect_format(root: Path) -> str:
@@ -49,21 +50,29 @@ def detect_format(root: Path) -> str:
     )
 
 
-def read_table(root: str | Path, fmt: str = "auto", age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS) -> Table:
-    """The training table of the data set at `root`."""
+def read_table(root: str | Path, fmt: str = "auto", age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS,
+               label_fixes: str | Path | None = None) -> Table:
+    """The training table of the data set at `root` (label fixes apply to the competition layout only)."""
     root = Path(root)
     if not root.is_dir():
         raise LayoutError(f"data root not found: {root} (set data.root to a data set folder)")
     fmt = detect_format(root) if fmt == "auto" else fmt
-    readers = {"mask": lambda: read_mask(root, age_bins), "csv": lambda: read_csv(root),
+    if label_fixes and fmt != "mask":
+        raise LayoutError(f"data.label_fixes applies to the mask layout only; this root is {fmt}")
+    readers = {"mask": lambda: read_mask(root, age_bins, label_fixes), "csv": lambda: read_csv(root),
                "imagefolder": lambda: read_imagefolder(root)}
     return readers[fmt]()
 
 
-def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS) -> Table:
-    """The competition layout: one row per photo, 7 per person, labelled in the 18-class encoding."""
+def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS,
+              label_fixes: str | Path | None = None) -> Table:
+    """The competition layout: one row per photo, 7 per person, labelled in the 18-class encoding.
+
+    `label_fixes` names a CSV `id,fix` correcting persons whose labels are known wrong: `to_male`,
+    `to_female`, or `swap_incorrect_normal` (their incorrect_mask and normal photos are swapped).
+    """
     csv_path = root / "train" / "train.csv"
-    persons = _read_csv(csv_path)
+    persons = _read_csv(csv_path, dtype={"id": str})
     missing = [c for c in MASK_COLUMNS if c not in persons.columns]
     if missing:
         raise LayoutError(f"{csv_path} lacks the columns {missing}; expected {','.join(MASK_COLUMNS)}")
@@ -78,9 +87,13 @@ def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS) -
     if duplicated:
         raise LayoutError(f"{csv_path}: duplicate person folders {duplicated[:5]}")
 
+    fixes = read_label_fixes(Path(label_fixes), persons["id"]) if label_fixes else {}
     rows = []
     images_dir = root / "train" / "images"
-    for person, gender, age in zip(persons["path"].astype(str), persons["gender"], ages.astype(int), strict=True):
+    for pid, person, gender, age in zip(persons["id"], persons["path"].astype(str), persons["gender"],
+                                        ages.astype(int), strict=True):
+        fix = fixes.get(_id_key(pid))
+        gender = {"to_male": "male", "to_female": "female"}.get(fix, gender)
         folder = images_dir / person
         if not folder.is_dir():
             raise LayoutError(f"person folder missing: {folder} (listed in {csv_path}); restore it or drop its row")
@@ -89,11 +102,38 @@ def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS) -
         if absent:
             raise LayoutError(f"{folder} lacks the photos {absent} (expected mask1..5, incorrect_mask, normal)")
         for stem, mask in labels.MASK_BY_STEM.items():
+            if fix == "swap_incorrect_normal" and mask in (1, 2):
+                mask = 3 - mask
             rows.append({"path": photos[stem].relative_to(root).as_posix(), "person": person, "mask": mask,
                          "gender": labels.GENDER_BY_NAME[gender], "age": int(age)})
     frame = pd.DataFrame(rows)
     frame["label"] = labels.encode(frame["mask"], frame["gender"], labels.age_bin(frame["age"].to_numpy(), age_bins))
-    return Table(frame[["path", "person", "label", "mask", "gender", "age"]], labels.class_names(), "mask")
+    return Table(frame[["path", "person", "label", "mask", "gender", "age"]], labels.class_names(), "mask",
+                 fixes_applied=len(fixes))
+
+
+LABEL_FIXES = ("to_male", "to_female", "swap_incorrect_normal")
+
+
+def read_label_fixes(path: Path, known_ids: pd.Series) -> dict[str, str]:
+    """`{person id: fix}` from a CSV `id,fix`; unknown ids or fixes are errors naming them."""
+    table = _read_csv(path, dtype={"id": str})
+    if list(table.columns[:2]) != ["id", "fix"]:
+        raise LayoutError(f"{path} must have the columns id,fix (fix one of {', '.join(LABEL_FIXES)})")
+    bad = sorted(set(table["fix"]) - set(LABEL_FIXES))
+    if bad:
+        raise LayoutError(f"{path}: unknown fixes {bad}; use {', '.join(LABEL_FIXES)}")
+    known = {_id_key(i) for i in known_ids}
+    unknown = [i for i in table["id"] if _id_key(i) not in known]
+    if unknown:
+        raise LayoutError(f"{path}: ids not in train.csv: {unknown[:5]}")
+    return {_id_key(i): fix for i, fix in zip(table["id"], table["fix"], strict=True)}
+
+
+def _id_key(value) -> str:
+    # "000004", "4" and 4 name the same person.
+    text = str(value).strip()
+    return text.lstrip("0") or "0" if text.isdigit() else text
 
 
 def read_csv(root: Path) -> Table:
@@ -149,11 +189,11 @@ def read_eval(eval_dir: str | Path) -> pd.DataFrame:
                          "path": [str(p) for p in paths]})
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, dtype: dict | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise LayoutError(f"table not found: {path}")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=dtype)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise LayoutError(f"cannot parse {path} as CSV: {err}") from err
     if frame.empty:

@@ -13,18 +13,52 @@ def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: 
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, updates_per_epoch: int,
-                    warmup_epochs: int = 0, lr: float | None = None) -> Scheduler | None:
-    """A timm scheduler stepped once per optimizer update (`step_update`), never per process or per batch.
+class OneCycle:
+    """torch's OneCycleLR behind timm's `step_update(num_updates)` interface (timm has no one-cycle policy)."""
 
-    Returns None for `none`.
+    def __init__(self, optimizer: torch.optim.Optimizer, max_lr: float, total_updates: int):
+        self.total_updates = max(2, total_updates)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=self.total_updates)
+
+    def step_update(self, num_updates: int) -> None:
+        # OneCycleLR raises past its last step; a resumed or accumulated run may call once more.
+        if self.scheduler.last_epoch + 1 < self.total_updates:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, updates_per_epoch: int,
+                    warmup_epochs: int = 0, lr: float | None = None, t0: int = 5,
+                    max_lr: float | None = None) -> Scheduler | OneCycle | None:
+    """A learning-rate schedule stepped once per optimizer update (`step_update`), never per process or batch.
+
+    Args:
+        optimizer: the optimizer whose groups' lr it sets.
+        name: `cosine`, `cosine_restarts` (SGDR, period `t0` epochs), `onecycle` (peak `max_lr`), `step`
+            (x0.1 every third of the run), or `none` (returns None).
+        epochs: epochs of the run.
+        updates_per_epoch: optimizer updates per epoch (after gradient accumulation).
+        warmup_epochs: linear warm-up (timm schedules).
+        lr: base learning rate (sets warm-up start and floor).
+        t0: restart period in epochs for `cosine_restarts`.
+        max_lr: peak of `onecycle` (default: `lr`).
     """
     if name == "none":
         return None
-    warmup = min(warmup_epochs, max(0, epochs - 1))
+    updates_per_epoch = max(1, updates_per_epoch)
+    base = lr or optimizer.param_groups[0]["lr"]
+    if name == "onecycle":
+        return OneCycle(optimizer, max_lr or base, epochs * updates_per_epoch)
+    restarts = name == "cosine_restarts"
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=name, num_epochs=epochs, warmup_epochs=warmup, warmup_lr=(lr or 1e-3) * 0.01,
-        min_lr=(lr or 1e-3) * 0.01, decay_epochs=max(1, epochs // 3), cooldown_epochs=0,
-        step_on_epochs=False, updates_per_epoch=max(1, updates_per_epoch),
+        optimizer, sched="cosine" if restarts else name, num_epochs=max(1, t0) if restarts else epochs,
+        warmup_epochs=min(warmup_epochs, max(0, epochs - 1)), warmup_lr=base * 0.01, min_lr=base * 0.01,
+        decay_epochs=max(1, epochs // 3), cooldown_epochs=0, cycle_limit=epochs + 1 if restarts else 1,
+        step_on_epochs=False, updates_per_epoch=updates_per_epoch,
     )
     return scheduler

@@ -17,14 +17,45 @@ def working_size(size_hw: tuple[int, int], margin: float = 1.125) -> tuple[int, 
     return (math.ceil(size_hw[0] * margin), math.ceil(size_hw[1] * margin))
 
 
-def build_train_transform(size_hw: tuple[int, int], hflip: float = 0.5, scale_min: float = 0.7) -> v2.Transform:
-    """Random resized crop (aspect ratio of the target kept within 3/4..4/3) and horizontal flip."""
+def build_train_transform(size_hw: tuple[int, int], hflip: float = 0.5, scale_min: float = 0.7, vflip: float = 0.0,
+                          color_jitter: float = 0.0, auto_augment: str | None = None) -> v2.Transform:
+    """Random resized crop (target aspect kept within 3/4..4/3), flips, colour jitter and timm's RandAugment.
+
+    Args:
+        size_hw: output (height, width).
+        hflip: horizontal flip probability.
+        scale_min: smallest area share of the random crop.
+        vflip: vertical flip probability.
+        color_jitter: brightness, contrast and saturation jitter strength (0 = off).
+        auto_augment: a timm policy string such as `rand-m9-mstd0.5` (RandAugment) or `augmix-m5`, or None.
+    """
     aspect = size_hw[1] / size_hw[0]
     steps = [v2.RandomResizedCrop(size_hw, scale=(scale_min, 1.0), ratio=(aspect * 3 / 4, aspect * 4 / 3),
                                   antialias=True)]
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
+    if vflip > 0:
+        steps.append(v2.RandomVerticalFlip(vflip))
+    if color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter))
+    if auto_augment:
+        # timm's policies work on PIL images: convert around them (the only step of the pipeline that needs PIL).
+        steps += [v2.ToPILImage(), timm_auto_augment(auto_augment, size_hw), v2.PILToTensor()]
     return v2.Compose(steps)
+
+
+def timm_auto_augment(policy: str, size_hw: tuple[int, int]):
+    """timm's RandAugment / AutoAugment / AugMix transform for a policy string."""
+    from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
+
+    hparams = {"translate_const": int(min(size_hw) * 0.45), "img_mean": (124, 116, 104)}
+    if policy.startswith("rand"):
+        return rand_augment_transform(policy, hparams)
+    if policy.startswith("augmix"):
+        return augment_and_mix_transform(policy, hparams)
+    if policy.startswith("original") or policy.startswith("v0"):
+        return auto_augment_transform(policy, hparams)
+    raise ValueError(f"unknown aug.auto_augment policy {policy!r}; use a timm string such as rand-m9-mstd0.5")
 
 
 def build_eval_transform(size_hw: tuple[int, int]) -> v2.Transform:

@@ -1,0 +1,144 @@
+"""Per-step cost of foldtrain's Accelerate loop against a plain PyTorch loop on the same model and data.
+
+    python benchmarks/bench_step.py [--rounds 3] [--steps 30] [--warmup 5] [--data DIR]
+
+Both loops train resnet10t (18 classes) on batches of 32 uint8 96x96 images held in memory (synthetic: the loop,
+not the decoding, is measured; --data is accepted for a uniform command line and ignored), read through a
+DataLoader with 0 workers, normalised by `DeviceNormalize`, with the same AdamW optimizer settings.
+
+- ours: `foldtrain.engine.train_one_epoch` on `Accelerator(cpu=True).prepare(...)`d objects, with the timm
+  cosine schedule foldtrain steps every update (everything a real epoch does);
+- plain: `loss = ce(model(x), y); loss.backward(); opt.step(); opt.zero_grad()`.
+
+A step's time is the gap between two batches leaving the loader, so data loading, the step and any per-step
+bookkeeping are all inside it. Epochs of the two loops alternate; the first `--warmup` steps of each epoch are
+dropped and the median is taken over the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in either loop (ours draws one on a terminal)
+
+import common  # noqa: E402
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from foldtrain import recipe  # noqa: E402
+from foldtrain.config import Config  # noqa: E402
+from foldtrain.engine import EpochState, train_one_epoch  # noqa: E402
+from foldtrain.model import build_model, model_norm  # noqa: E402
+from foldtrain.optim import build_optimizer, build_scheduler  # noqa: E402
+from foldtrain.transforms import DeviceNormalize  # noqa: E402
+
+MODEL, CLASSES, BATCH, SIZE, LR, WD = "resnet10t", 18, 32, 96, 0.003, 1e-4
+
+
+class StepClock:
+    """Wraps a loader and records when each batch is handed out; gaps between handouts are step times."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.stamps: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.stamps.append(time.perf_counter())
+            yield batch
+        self.stamps.append(time.perf_counter())  # closes the last step
+
+    def take_steps(self, warmup: int) -> list[float]:
+        """Step durations of the epoch just finished, without the first `warmup`; resets for the next epoch."""
+        gaps = [b - a for a, b in zip(self.stamps, self.stamps[1:], strict=False)]
+        self.stamps = []
+        return gaps[warmup:]
+
+
+def synthetic_loader(steps: int, seed: int) -> DataLoader:
+    """`steps` batches of random uint8 images and labels, as (image, label, row) like CachedImageDataset."""
+    gen = torch.Generator().manual_seed(seed)
+    count = steps * BATCH
+    images = torch.randint(0, 256, (count, 3, SIZE, SIZE), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, CLASSES, (count,), generator=gen)
+    return DataLoader(TensorDataset(images, labels, torch.arange(count)), batch_size=BATCH, shuffle=True,
+                      drop_last=True, num_workers=0, generator=gen)
+
+
+def fresh_model() -> tuple[torch.nn.Module, DeviceNormalize]:
+    torch.manual_seed(0)
+    model = build_model(MODEL, CLASSES).to(memory_format=torch.channels_last)
+    return model, DeviceNormalize(*model_norm(model))
+
+
+def ours_runner(steps: int):
+    """An epoch function for foldtrain's loop, set up the way foldtrain/main.py sets up a fold."""
+    accelerator = Accelerator(cpu=True)
+    model, normalize = fresh_model()
+    optimizer = build_optimizer(model, "adamw", LR, WD)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, synthetic_loader(steps, 1))
+    scheduler = build_scheduler(optimizer, "cosine", 1000, len(loader), 1, LR)  # long schedule: lr stays sane
+    clock, state, loss_fn = StepClock(loader), EpochState(), torch.nn.CrossEntropyLoss()
+    # The batch preparation main.py builds from the default aug.* keys: normalisation only (no erasing/mixing).
+    batch_prep = recipe.build_batch_prep(Config(), normalize, CLASSES, accelerator.device, seed=0)
+
+    def run_epoch() -> None:
+        train_one_epoch(model, clock, optimizer, scheduler, loss_fn, batch_prep, accelerator, state)
+
+    return run_epoch, clock
+
+
+def plain_runner(steps: int):
+    """An epoch function for the textbook loop."""
+    model, normalize = fresh_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD)
+    clock, loss_fn = StepClock(synthetic_loader(steps, 1)), torch.nn.CrossEntropyLoss()
+
+    def run_epoch() -> None:
+        model.train()
+        for images, labels, _ in clock:
+            loss = loss_fn(model(normalize(images)), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    return run_epoch, clock
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="ignored: this benchmark uses synthetic in-memory images")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating epochs per loop")
+    parser.add_argument("--steps", type=int, default=30, help="measured steps per epoch")
+    parser.add_argument("--warmup", type=int, default=5, help="steps dropped at the start of every epoch")
+    args = parser.parse_args(argv)
+
+    runners = {"ours": ours_runner(args.steps + args.warmup), "plain": plain_runner(args.steps + args.warmup)}
+    steps: dict[str, list[float]] = {name: [] for name in runners}
+    for r in range(args.rounds):
+        for name, (run_epoch, clock) in runners.items():
+            run_epoch()
+            steps[name] += clock.take_steps(args.warmup)
+            print(f"  round {r + 1}/{args.rounds} {name}: median step {common.median(steps[name]) * 1e3:.1f} ms",
+                  flush=True)
+
+    med = {name: common.median(values) for name, values in steps.items()}
+    rows = [[name, len(steps[name]), f"{med[name] * 1e3:.1f}", common.spread([s * 1e3 for s in steps[name]]),
+             f"{BATCH / med[name]:.0f}"] for name in runners]
+    print()
+    print(common.markdown_table(["loop", "steps", "median ms/step", "range (ms)", "images/s"], rows))
+    overhead = (med["ours"] / med["plain"] - 1) * 100
+    print(f"\noverhead of ours vs plain: {overhead:+.1f}% (target within 5%); {MODEL}, {CLASSES} classes, "
+          f"batch {BATCH} at {SIZE}x{SIZE}, AdamW, {args.rounds} alternating epochs of "
+          f"{args.warmup}+{args.steps} steps each")
+    print(common.machine())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Helpers shared by the benchmark scripts: demo data, interleaved timing, markdown tables, machine facts.
+
+The scripts run as `python benchmarks/NAME.py`, so this folder is on `sys.path` and `import common` works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def demo_root(data: str | None, persons: int = 60, seed: int = 7) -> Iterator[Path]:
+    """`data` when given, else a fresh demo set in a temporary folder that is removed afterwards."""
+    if data:
+        yield Path(data)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
+        root = Path(tmp) / "demo"
+        print(f"generating demo data ({persons} persons, seed {seed}) in {root} ...", flush=True)
+        # Same command a user runs; a subprocess keeps the generator's imports out of the timed process.
+        subprocess.run([sys.executable, "-m", "foldtrain.demo", "--out", str(root), "--persons", str(persons),
+                        "--seed", str(seed)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+        yield root
+
+
+def train_table(root: Path) -> tuple[list[Path], list[int]]:
+    """Absolute image paths and 18-class labels of the training set, read the way foldtrain reads it."""
+    from foldtrain.layout import read_table
+
+    frame = read_table(root).frame
+    return [root / p for p in frame["path"]], frame["label"].astype(int).tolist()
+
+
+def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each variant once per round, in turn, so background load drifts hit all of them alike.
+
+    Each callable returns its own measurement (seconds, or a rate); the lists come back in round order.
+    """
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, fn in variants.items():
+            value = fn()
+            results[name].append(value)
+            print(f"  round {r + 1}/{rounds} {name}: {value:.3f}", flush=True)
+    return results
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    """`min..max` of the measurements, to show how noisy the median is."""
+    return f"{min(values):.3g}..{max(values):.3g}"
+
+
+def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line about where the numbers came from (they only compare within one machine and load)."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    load = ", load avg {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return (f"machine: {cores} cores ({platform.processor() or platform.machine()}), torch {torch.__version__} "
+            f"({torch.get_num_threads()} intra-op threads), device {device}, python {platform.python_version()}{load}")
