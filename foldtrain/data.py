@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import torch
@@ -59,4 +60,10 @@ def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, p
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
         generator=generator,
+        worker_init_fn=_unblock_sigterm if workers > 0 else None,
     )
+
+
+def _unblock_sigterm(_worker_id: int) -> None:
+    # The training process blocks SIGTERM for a watcher thread; its forked workers must stay killable.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})

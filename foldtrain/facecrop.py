@@ -4,8 +4,9 @@ Two passes: pass 1 finds the most confident face of every image (batched MTCNN o
 the crops. Images without a face get a deterministic fallback crop whose size and centre come from the faces found
 in the same data set, which is why every detection must be known before the first crop is written.
 
-Outputs are written under a temporary name and renamed, and a rerun skips images already listed in the report, so a
-killed run resumes where it stopped. `accelerate launch -m foldtrain.facecrop` splits the images across processes.
+Outputs are written under a temporary name and renamed, pass 1 journals its detections, and a rerun skips images
+already listed in the report, so a killed run resumes where it stopped. `accelerate launch -m foldtrain.facecrop`
+splits the images across processes.
 
     python -m foldtrain.facecrop --src RAW --dst FACES
 """
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "facecrop.csv"
 META_NAME = "facecrop.json"  # settings of the run that wrote the report, its errors, and the completion flag
+JOURNAL_PREFIX = ".facecrop-journal-"  # hidden pass-1 checkpoints, removed once the report is written
 REPORT_COLUMNS = ["path", "detected", "prob", "x1", "y1", "x2", "y2"]
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 IMAGE_KINDS = ("mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal")
@@ -109,11 +112,14 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings = CropSe
     kept = pd.DataFrame(columns=REPORT_COLUMNS) if force else _kept_rows(dst, settings, images)
     done = set(kept["path"])
     mine = [path for path in images if path not in done][rank::world]
+    journaled = {} if force else read_journal(dst, settings, src)
+    pending = [path for path in mine if path not in journaled]
     threads = _threads_per_process()
 
-    with _torch_threads(threads):
-        mtcnn = _make_mtcnn(_resolve_device(device, state))
-        detections, errors = detect_faces(src, mine, settings, mtcnn, batch_size, progress=is_main)
+    with _torch_threads(threads), _open_journal(dst, settings, rank) as journal:
+        mtcnn = _make_mtcnn(_resolve_device(device, state)) if pending else None
+        detections, errors = detect_faces(src, pending, settings, mtcnn, batch_size, is_main, journal)
+    detections += [journaled[path] for path in mine if path in journaled]
     detections = _gather(state, detections)
     new = plan_crops(detections, kept, settings)
     errors += write_crops(src, dst, new[new["path"].isin(set(mine))], threads)
@@ -123,6 +129,8 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings = CropSe
     if is_main:
         copied = copy_others(src, dst, others, force)
         _write_report(dst, report, settings, errors)
+        for stale in dst.glob(f"{JOURNAL_PREFIX}*"):  # the report now holds every detection
+            stale.unlink()
         log.info(summarize(report, dst, len(detections), len(kept), copied, errors, time.perf_counter() - start))
     if state is not None:
         state.wait_for_everyone()  # no process returns before the report exists
@@ -207,11 +215,12 @@ def walk_source(src: Path, skip: Path | None = None) -> tuple[list[str], list[st
 
 
 def detect_faces(src: Path, paths: list[str], settings: CropSettings, mtcnn, batch_size: int,
-                 progress: bool = False) -> tuple[list[dict], list[str]]:
+                 progress: bool = False, journal: TextIO | None = None) -> tuple[list[dict], list[str]]:
     """Pass 1: the most confident face of each image.
 
     MTCNN's batch mode needs images of one size, so images are grouped into buckets by detection size and a bucket
-    runs as soon as it is full; memory stays bounded by one batch per distinct size.
+    runs as soon as it is full; memory stays bounded by one batch per distinct size. Each batch's records are
+    appended to `journal` (see `read_journal`), so a killed run does not detect them again.
 
     Returns:
         One dict per readable image (`path`, `width`, `height`, `prob`: best confidence or NaN, `face`: the box in
@@ -219,6 +228,15 @@ def detect_faces(src: Path, paths: list[str], settings: CropSettings, mtcnn, bat
     """
     detections, errors = [], []
     buckets: dict[tuple[int, int], list[tuple[str, tuple[int, int], np.ndarray]]] = {}
+
+    def run(bucket: list[tuple[str, tuple[int, int], np.ndarray]]) -> None:
+        found = _detect_batch(mtcnn, bucket, settings.min_prob)
+        if journal is not None:
+            journal.writelines(json.dumps({**record, "stamp": _stamp(src / record["path"])}) + "\n"
+                               for record in found)
+            journal.flush()
+        detections.extend(found)
+
     for rel in tqdm(paths, desc="facecrop: detect", unit="img", disable=not progress):
         try:
             image = load_rgb(src / rel)
@@ -229,10 +247,46 @@ def detect_faces(src: Path, paths: list[str], settings: CropSettings, mtcnn, bat
         bucket = buckets.setdefault(small.size, [])
         bucket.append((rel, image.size, np.asarray(small)))
         if len(bucket) >= batch_size:
-            detections += _detect_batch(mtcnn, buckets.pop(small.size), settings.min_prob)
+            run(buckets.pop(small.size))
     for bucket in buckets.values():
-        detections += _detect_batch(mtcnn, bucket, settings.min_prob)
+        run(bucket)
     return detections, errors
+
+
+def read_journal(dst: Path, settings: CropSettings, src: Path) -> dict[str, dict]:
+    """Pass-1 records that killed runs with the same settings left in `dst`, by path.
+
+    Records of source files changed since (size or mtime) are dropped, and so is a line cut short by the kill.
+    """
+    records = {}
+    for path in sorted(dst.glob(f"{JOURNAL_PREFIX}{_settings_key(settings)}-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                stamp = record.pop("stamp")
+            except (ValueError, KeyError):
+                continue
+            source = src / record["path"]
+            if source.is_file() and _stamp(source) == stamp:
+                records[record["path"]] = record
+    return records
+
+
+@contextmanager
+def _open_journal(dst: Path, settings: CropSettings, rank: int) -> Iterator[TextIO]:
+    """This process's journal file, one per process so that processes never write to the same file."""
+    dst.mkdir(parents=True, exist_ok=True)
+    with open(dst / f"{JOURNAL_PREFIX}{_settings_key(settings)}-{rank}.jsonl", "a", encoding="utf-8") as journal:
+        yield journal
+
+
+def _settings_key(settings: CropSettings) -> str:
+    return hashlib.sha256(json.dumps([FORMAT_VERSION, asdict(settings)], sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def detection_copy(image: Image.Image, detect_size: int | None) -> Image.Image:

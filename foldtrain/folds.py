@@ -33,7 +33,8 @@ def assign_folds(frame: pd.DataFrame, k: int, seed: int) -> pd.Series:
     for index, (_, val) in enumerate(splitter.split(np.zeros(len(frame)), frame["label"].to_numpy(), groups)):
         fold[val] = index
     folds = pd.Series(fold, index=frame.index, name="fold")
-    check_folds(frame, folds, k)
+    for message in check_folds(frame, folds, k):
+        log.warning(message)
     return folds
 
 
@@ -60,6 +61,4 @@ def check_folds(frame: pd.DataFrame, folds: pd.Series, k: int) -> list[str]:
             raise FoldError(f"class {label} ({persons_per_class[label]} persons) is missing from folds {absent}")
         warnings.append(f"class {label} has only {persons_per_class[label]} persons, too few for {k} folds: "
                         f"folds {absent} will not validate it (add data or lower cv.folds)")
-    for message in warnings:
-        log.warning(message)
     return warnings

@@ -139,7 +139,7 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
             write_csv(folds_csv, frame)
         else:
             frame = pd.read_csv(folds_csv)
-        check_folds(frame, frame["fold"], cfg.cv.folds)
+            check_folds(frame, frame["fold"], cfg.cv.folds)
         cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
         cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_dir)
     return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw)
@@ -375,13 +375,13 @@ def run(cfg: Config, accelerator: Accelerator) -> dict | None:
     distributed = cfg.cv.parallel == "ddp"
     tracker = Tracker(accelerator.is_main_process, cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
     s = Session(cfg, data, run_dir, accelerator, tracker, heads, distributed)
+    ON_TERMINATE.append(lambda: tracker.end_open_runs("KILLED"))
     if accelerator.is_main_process:
         config_mod.save(cfg, run_dir / "config.yaml")
         log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",
                  run_dir, len(data.frame), len(data.classes), heads, folds, accelerator.num_processes,
                  cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
     parent_id, children = start_tracking(s, folds)
-    current: list[str | None] = [None]
     try:
         results = {}
         mine = folds if distributed else folds[accelerator.process_index::accelerator.num_processes]
@@ -393,12 +393,10 @@ def run(cfg: Config, accelerator: Accelerator) -> dict | None:
                 continue
             if fold not in mine:
                 continue
-            current[0] = children.get(fold)
             results[fold] = train_fold(s, fold, children.get(fold))
             if distributed:
                 tracker.log_metrics(children.get(fold), {"best_val_f1": results[fold]["best_f1"]})
                 tracker.end_run(children.get(fold))
-            current[0] = None
         accelerator.wait_for_everyone()
         summary = None
         if accelerator.is_main_process:
@@ -406,7 +404,8 @@ def run(cfg: Config, accelerator: Accelerator) -> dict | None:
             if not distributed:
                 for result in results:
                     child = children.get(result["fold"])
-                    replay_metrics(s, result["fold"], child)
+                    if result["fold"] not in mine:  # trained by another process: its metrics are only on disk
+                        replay_metrics(s, result["fold"], child)
                     tracker.log_metrics(child, {"best_val_f1": result["best_f1"]})
                     tracker.end_run(child)
         if cfg.cv.full_fit:
@@ -421,12 +420,7 @@ def run(cfg: Config, accelerator: Accelerator) -> dict | None:
         accelerator.wait_for_everyone()
         return summary
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit) else "FAILED"
-        if not distributed:
-            for child in children.values():
-                tracker.end_run(child, status)
-        tracker.end_run(current[0], status)
-        tracker.end_run(parent_id, status)
+        tracker.end_open_runs("KILLED" if isinstance(err, KeyboardInterrupt | SystemExit) else "FAILED")
         raise
 
 
@@ -445,9 +439,50 @@ def full_fit(s: Session, folds: list[int]) -> None:
     s.accelerator.wait_for_everyone()
 
 
-def _raise_on_sigterm(signum, frame) -> None:  # noqa: ARG001
-    # torchrun stops the other ranks with SIGTERM when one fails: unwind so MLflow runs end as KILLED.
-    raise SystemExit(128 + signum)
+ON_TERMINATE: list = []  # callbacks run when the process is told to stop (ends MLflow runs)
+
+
+def _handle_sigterm_in_a_thread() -> None:
+    """Stop promptly on SIGTERM, ending MLflow runs as KILLED first.
+
+    torchrun stops the other ranks with SIGTERM when one fails, and those ranks are usually blocked inside a
+    collective, where a Python signal handler would never run. So SIGTERM is blocked for every thread and a
+    dedicated thread waits for it with `sigwait`, which works whatever the main thread is doing.
+    """
+    import os
+    import threading
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait_for_term() -> None:
+        signal.sigwait({signal.SIGTERM})
+        log.warning("SIGTERM: stopping (a peer process failed or the job was cancelled)")
+        for callback in ON_TERMINATE:
+            callback()
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=wait_for_term, name="sigterm", daemon=True).start()
+
+
+def _die_with_launcher() -> None:
+    """Ask Linux to send SIGTERM when the launcher process dies (e.g. `kill -9` of `accelerate launch`).
+
+    Without it, a killed launcher leaves its workers training on as orphans, racing a resumed run for the same
+    files. Elsewhere this is a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        return
+    if os.getppid() == 1:  # the launcher died before the request took effect
+        raise SystemExit("foldtrain: the launcher is gone; exiting")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"foldtrain: config error: {err}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    _handle_sigterm_in_a_thread()
+    _die_with_launcher()
     # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
     setup_logging(accelerator)

@@ -27,6 +27,7 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self._client = None
         self._experiment_id: str | None = None
+        self._open: list[str] = []
 
     @property
     def active(self) -> bool:
@@ -62,11 +63,13 @@ class Tracker:
         def start() -> str:
             if run_id:
                 self._client.update_run(run_id, status="RUNNING")
+                self._open.append(run_id)
                 return run_id
             all_tags = dict(tags or {})
             if parent_id:
                 all_tags["mlflow.parentRunId"] = parent_id
             run = self._client.create_run(self._experiment_id, run_name=name, tags=all_tags)
+            self._open.append(run.info.run_id)
             self._log_params(run.info.run_id, params or {})
             return run.info.run_id
 
@@ -114,4 +117,11 @@ class Tracker:
         """Mark a run FINISHED, FAILED or KILLED."""
         if run_id:
             self._call(f"end a run as {status}", lambda: self._client.set_terminated(run_id, status=status))
+            if run_id in self._open:
+                self._open.remove(run_id)
+
+    def end_open_runs(self, status: str) -> None:
+        """End every run this tracker started or reattached and has not ended, children first."""
+        for run_id in reversed(list(self._open)):
+            self.end_run(run_id, status)
 
