@@ -25,6 +25,7 @@ from foldtrain import heads as heads_mod
 from foldtrain.cache import build_cache
 from foldtrain.checkpoints import load_weights, read_metadata
 from foldtrain.data import CachedImageDataset, build_loader, default_workers
+from foldtrain.facecrop import CropSettings, ensure_face_crops
 from foldtrain.layout import LayoutError, read_eval
 from foldtrain.model import build_model
 from foldtrain.runfolder import newest_run, read_json, write_csv
@@ -109,9 +110,11 @@ def predict_run(run_dir: Path, data_dir: Path | None, tta: str, out: Path | None
     folds = find_fold_models(run_dir, include_full)
     data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
     out = Path(out) if out else run_dir / "submission.csv"
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+    if cfg.data.face_crop:  # the models saw face crops: crop the eval images the same way
+        data_dir = ensure_face_crops(data_dir, CropSettings(), cache_dir / "faces")
     table = read_eval(data_dir)
     size_hw = tuple(folds[0].meta["image_size"])
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
     cache_path = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_dir)
     dataset = CachedImageDataset(cache_path, np.arange(len(table)), None, build_eval_transform(size_hw))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

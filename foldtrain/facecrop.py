@@ -495,9 +495,9 @@ def summarize(report: pd.DataFrame, dst: Path, processed: int, skipped: int, cop
 
 def _error_message(errors: list[str], dst: Path) -> str:
     listing = "\n".join(f"  {err}" for err in errors)
-    return (f"{len(errors)} image(s) could not be cropped; all others were written and {dst / REPORT_NAME} lists "
-            f"them:\n{listing}\nReplace or delete these files (and their table rows), then run again: finished crops "
-            f"are skipped.")
+    return (f"{len(errors)} image(s) could not be cropped (every other image was cropped and is listed in "
+            f"{dst / REPORT_NAME}):\n{listing}\nReplace or delete these files (and their table rows), then run again: "
+            f"finished crops are skipped.")
 
 
 def _gather(state, items: list) -> list:

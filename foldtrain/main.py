@@ -37,6 +37,7 @@ from foldtrain.config import Config, ConfigError, image_hw  # noqa: E402
 from foldtrain.data import CachedImageDataset, build_loader, default_workers  # noqa: E402
 from foldtrain.demo import ensure_demo  # noqa: E402
 from foldtrain.engine import EpochState, NonFiniteLossError, predict, train_one_epoch  # noqa: E402
+from foldtrain.facecrop import CropSettings, ensure_face_crops  # noqa: E402
 from foldtrain.folds import assign_folds, check_folds  # noqa: E402
 from foldtrain.layout import LayoutError, read_table  # noqa: E402
 from foldtrain.model import build_model, model_norm  # noqa: E402
@@ -126,6 +127,11 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
         if cfg.data.root == DEFAULT_ROOT and not (root / "train" / "train.csv").exists():
             log.info("demo data not found at %s: generating it", root)
             ensure_demo(root)
+        cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+        if cfg.data.face_crop:
+            # A cropped copy of the whole root, keyed by the source files and the crop settings.
+            root = ensure_face_crops(root, CropSettings(), cache_dir / "faces")
+            log.info("training on face crops in %s", root)
         table = read_table(root, cfg.data.format, tuple(cfg.data.age_bins), cfg.data.label_fixes)
         if table.fixes_applied:
             log.info("label fixes from %s applied to %d persons", cfg.data.label_fixes, table.fixes_applied)
@@ -140,7 +146,6 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
         else:
             frame = pd.read_csv(folds_csv)
             check_folds(frame, frame["fold"], cfg.cv.folds)
-        cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
         cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_dir)
     return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw)
 

@@ -72,6 +72,6 @@ class DeviceNormalize(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.mean.device, non_blocking=True)
-        out = (images.float() - self.mean) / self.std
-        return out.contiguous(memory_format=torch.channels_last)
+        # Re-layout while still uint8 (a quarter of the bytes), then normalise in place: one float allocation.
+        images = images.to(self.mean.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        return images.float().sub_(self.mean).div_(self.std)
