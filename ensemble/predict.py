@@ -74,7 +74,8 @@ def load_fold(fold: FoldModel, device: torch.device) -> torch.nn.Module:
     heads = meta.get("heads", "single")
     model = build_model(meta["model"], heads_mod.output_size(heads, int(meta["num_classes"])), pretrained=False)
     model.load_state_dict(load_weights(fold.path), strict=True)
-    return ClassScores(model.to(device, memory_format=torch.channels_last), heads).eval()
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return ClassScores(model.to(device, memory_format=layout), heads).eval()
 
 
 def autocast_for(device: torch.device):
@@ -91,7 +92,8 @@ def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.devi
     total = None
     for fold in folds:
         model = load_fold(fold, device)
-        normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"])).to(device)
+        normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"]),
+                                    channels_last=device.type == "cuda").to(device)
         wrapped = BatchedTTA(model, tta_transforms(tta))
         outs = []
         for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False, disable=None):
@@ -118,7 +120,8 @@ def predict_run(run_dir: Path, data_dir: Path | None, tta: str, out: Path | None
     cache_path = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_dir)
     dataset = CachedImageDataset(cache_path, np.arange(len(table)), None, build_eval_transform(size_hw))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loader = build_loader(dataset, batch_size, False, default_workers(1) if workers is None else workers,
+    loader = build_loader(dataset, batch_size, False,
+                          default_workers(1, device.type == "cuda") if workers is None else workers,
                           pin_memory=device.type == "cuda")
 
     start = time.perf_counter()

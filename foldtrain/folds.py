@@ -42,8 +42,9 @@ def check_folds(frame: pd.DataFrame, folds: pd.Series, k: int) -> list[str]:
     """Fail loudly on a broken split; return warnings for classes too small to reach every fold.
 
     Raises:
-        FoldError: a row without a fold, a person in two folds, or a class with at least k persons missing
-            from some fold.
+        FoldError: a row without a fold, a person in two folds, a class with at least k persons missing from
+            some fold, or a fold whose count of a class strays from its share by more than the tolerance
+            (half the share, or two persons' worth of images when that is more: persons come whole).
     """
     if (folds < 0).any() or (folds >= k).any():
         raise FoldError("some rows have no fold in 0..k-1")
@@ -61,4 +62,15 @@ def check_folds(frame: pd.DataFrame, folds: pd.Series, k: int) -> list[str]:
             raise FoldError(f"class {label} ({persons_per_class[label]} persons) is missing from folds {absent}")
         warnings.append(f"class {label} has only {persons_per_class[label]} persons, too few for {k} folds: "
                         f"folds {absent} will not validate it (add data or lower cv.folds)")
+    per_person_max = frame.groupby(["label", "person"]).size().groupby("label").max()
+    for label, row in present.iterrows():
+        if persons_per_class[label] < k:
+            continue
+        expected = row.sum() / k
+        tolerance = max(0.5 * expected, 2 * per_person_max[label])
+        for fold_index, count in row.items():
+            if abs(count - expected) > tolerance:
+                raise FoldError(f"fold {fold_index} holds {count} images of class {label}, expected about "
+                                f"{expected:.0f} (tolerance {tolerance:.0f}): the split is not stratified; "
+                                f"try another cv.seed")
     return warnings

@@ -168,8 +168,8 @@ def fold_loaders(s: Session, fold: int):
     train_set = CachedImageDataset(data.cache_path, train_rows, labels[train_rows], train_tf)
     val_set = CachedImageDataset(data.cache_path, val_rows, labels[val_rows], build_eval_transform(data.size_hw))
     processes = s.accelerator.num_processes
-    workers = cfg.data.num_workers if cfg.data.num_workers >= 0 else default_workers(processes)
     pin = s.accelerator.device.type == "cuda"
+    workers = cfg.data.num_workers if cfg.data.num_workers >= 0 else default_workers(processes, pin)
     return (build_loader(train_set, cfg.train.batch_size, True, workers, pin, seed=cfg.train.seed + fold),
             build_loader(val_set, cfg.train.batch_size, False, workers, pin), train_rows)
 
@@ -183,7 +183,9 @@ def build_fold_model(s: Session, train_rows: np.ndarray, stats_file: Path):
         recipe.freeze_backbone(model)
     mean, std = recipe.resolve_normalization(cfg.data.normalize, model_norm(model), s.data.cache_path, train_rows,
                                              stats_file)
-    return model.to(memory_format=torch.channels_last), mean, std
+    if s.accelerator.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model, mean, std
 
 
 def train_fold(s: Session, fold: int, child_id: str | None, epochs: int | None = None,
@@ -196,7 +198,7 @@ def train_fold(s: Session, fold: int, child_id: str | None, epochs: int | None =
     num_classes = len(s.data.classes)
     train_loader, val_loader, train_rows = fold_loaders(s, fold)
     model, mean, std = build_fold_model(s, train_rows, s.run_dir / "normalize.json")
-    normalize = DeviceNormalize(mean, std).to(accelerator.device)
+    normalize = DeviceNormalize(mean, std, channels_last=accelerator.device.type == "cuda").to(accelerator.device)
     optimizer = build_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     if s.distributed:
         model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; training machines have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+def _pyplot():
+    # Imported on first use: matplotlib costs ~0.4 s of start-up that a run only needs at its very end.
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; training machines have no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix with counts in the cells."""
+    plt = _pyplot()
     n = len(classes)
     fig, ax = plt.subplots(figsize=(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5)))
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -35,6 +42,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, tit
 
 def plot_per_class_f1(scores: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Horizontal bars of each class's F1."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, max(3, 0.3 * len(classes) + 1)))
     ax.barh(range(len(classes)), scores, color="tab:blue")
     ax.set_yticks(range(len(classes)), classes, fontsize=7)

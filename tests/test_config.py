@@ -52,3 +52,11 @@ def test_int_accepted_for_float_and_saved_config_round_trips(tmp_path: Path):
     assert build_config([tmp_path / "config.yaml"]) == cfg
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["run"]["name"] == "x"
     assert flatten(cfg)["train.lr"] == 1.0
+
+
+def test_shipped_configs_load():
+    repo = Path(__file__).resolve().parents[1]
+    for path in sorted((repo / "launch" / "configs").glob("*.yaml")):
+        build_config([path])
+    seeds = build_config([repo / "launch" / "configs" / "seeds.yaml"])
+    assert seeds.model.name == "efficientnet_b4" and seeds.aug.cutmix_mode == "band" and seeds.data.age_bins == [30, 58]

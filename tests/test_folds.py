@@ -51,3 +51,14 @@ def test_class_too_small_for_k_folds_warns_with_a_clear_message():
 def test_fewer_persons_than_folds():
     with pytest.raises(FoldError, match="persons cannot fill"):
         assign_folds(person_table(3), 5, 0)
+
+
+def test_unbalanced_split_is_caught():
+    frame = person_table(50)
+    folds = assign_folds(frame, 5, 0)
+    skewed = folds.copy()
+    common = frame["label"].value_counts().index[0]
+    persons = frame.loc[frame["label"] == common, "person"].unique()
+    skewed[frame["person"].isin(persons)] = 0  # every person of the commonest class in fold 0
+    with pytest.raises(FoldError, match=f"class {common}"):
+        check_folds(frame, skewed, 5)
