@@ -492,6 +492,21 @@ def _die_with_launcher() -> None:
         raise SystemExit("foldtrain: the launcher is gone; exiting")
 
 
+def use_all_cpu_cores(accelerator: Accelerator) -> None:
+    """On CPU, give each process its share of the cores.
+
+    `accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise (`--num_cpu_threads_per_process`), which
+    halves training speed on a 2-core machine with one process. A value above 1 is the user's choice and kept.
+    """
+    import os
+
+    if accelerator.device.type != "cpu" or os.environ.get("OMP_NUM_THREADS", "1") != "1":
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+    torch.set_num_threads(max(1, cores // max(1, local)))
+
+
 def main(argv: list[str] | None = None) -> int:
     files, overrides = parse_args(argv)
     try:
@@ -504,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
     setup_logging(accelerator)
+    use_all_cpu_cores(accelerator)
     try:
         run(cfg, accelerator)
     except (LayoutError, RunFolderError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
