@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import ttach
 
-from ensemble.tta import BatchedTTA, tta_transforms
+from ensemble.tta import BatchedTTA, tta_transforms, views_per_pass
 from foldtrain.cache import build_cache
 from foldtrain.data import CachedImageDataset, build_loader
 from foldtrain.layout import read_eval
@@ -75,11 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         models = fold_models(args.folds)
         normalize = DeviceNormalize(*model_norm(models[0]))
         transforms = tta_transforms("hflip")
+        per_pass = views_per_pass(torch.device("cpu"))  # what ensemble.predict uses on this machine
         views = len(list(transforms))
         ensemble_rate(models[:1], loader, normalize, lambda m: m)  # warm-up: first-call allocations, page cache
         print(f"{len(table)} eval images, {args.folds} folds x {views} views:", flush=True)
         results = common.interleaved({
-            "batched": lambda: ensemble_rate(models, loader, normalize, lambda m: BatchedTTA(m, transforms)),
+            "batched": lambda: ensemble_rate(models, loader, normalize, lambda m: BatchedTTA(m, transforms, per_pass)),
             "ttach": lambda: ensemble_rate(models, loader, normalize,
                                            lambda m: ttach.ClassificationTTAWrapper(m, transforms, merge_mode="mean")),
             "single": lambda: ensemble_rate(models[:1], loader, normalize, lambda m: m),

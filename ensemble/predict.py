@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ensemble.tta import TTA_CHOICES, BatchedTTA, tta_transforms
+from ensemble.tta import TTA_CHOICES, BatchedTTA, tta_transforms, views_per_pass
 from foldtrain import config as config_mod
 from foldtrain import heads as heads_mod
 from foldtrain.cache import build_cache
@@ -94,7 +94,7 @@ def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.devi
         model = load_fold(fold, device)
         normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"]),
                                     channels_last=device.type == "cuda").to(device)
-        wrapped = BatchedTTA(model, tta_transforms(tta))
+        wrapped = BatchedTTA(model, tta_transforms(tta), views_per_pass(device))
         outs = []
         for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False, disable=None):
             with autocast_for(device):

@@ -27,6 +27,15 @@ def tta_transforms(name: str) -> ttach.Compose:
     return ttach.Compose(steps)
 
 
+def views_per_pass(device: torch.device) -> int:
+    """How many TTA views to stack into one forward pass on `device`.
+
+    A GPU runs a batch of 2-8 views barely slower than one view; a CPU gains nothing from the bigger batch
+    (benchmarks/bench_predict.py measured stacked views at 0.8x of one view at a time on 2 cores).
+    """
+    return 16 if device.type == "cuda" else 1
+
+
 class BatchedTTA(torch.nn.Module):
     """Mean of a model's logits over TTA views, all views of a batch in one forward pass.
 
