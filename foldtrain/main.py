@@ -352,9 +352,13 @@ def start_tracking(s: Session, folds: list[int]) -> tuple[str | None, dict[int, 
                                  tags={"run_dir": str(s.run_dir)}, run_id=saved.get("parent_id"))
     children = {int(k): v for k, v in saved.get("children", {}).items()}
     for fold in folds:
-        if children.get(fold) is None and parent is not None:
+        if parent is None:
+            break
+        if children.get(fold) is None:
             children[fold] = s.tracker.start_run(f"{s.cfg.run.name}-fold{fold}", {"fold": fold},
                                                  {"fold": str(fold)}, parent_id=parent)
+        elif not read_json(fold_dir(s.run_dir, fold) / "result.json", {}).get("finished"):
+            s.tracker.start_run(f"{s.cfg.run.name}-fold{fold}", run_id=children[fold])  # interrupted: RUNNING again
     if parent:
         write_json(s.run_dir / "tracking.json", {"parent_id": parent, "tracking_uri": s.tracker.tracking_uri,
                                                  "experiment": s.cfg.mlflow.experiment,
