@@ -26,6 +26,7 @@ from foldtrain.cache import build_cache
 from foldtrain.checkpoints import load_weights, read_metadata
 from foldtrain.data import CachedImageDataset, build_loader, default_workers
 from foldtrain.facecrop import CropSettings, ensure_face_crops
+from foldtrain.images import ImageReadError
 from foldtrain.layout import LayoutError, read_eval
 from foldtrain.model import build_model
 from foldtrain.runfolder import newest_run, read_json, write_csv
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = args.run or newest_run(args.runs_dir)
         out = predict_run(run_dir, args.data, args.tta, args.out, args.batch_size, args.workers, args.include_full)
-    except (FileNotFoundError, LayoutError, config_mod.ConfigError, ValueError) as err:
+    except (FileNotFoundError, LayoutError, ImageReadError, config_mod.ConfigError, ValueError) as err:
         log.error("%s", err)
         return 1
     print(out)

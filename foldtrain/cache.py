@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from foldtrain.images import load_rgb
+from foldtrain.images import ImageReadError, load_rgb
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -50,12 +50,21 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
     tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
 
-    def fill(index: int) -> None:
-        array[index] = decode_resized(paths[index], size_hw)
+    def fill(index: int) -> str | None:
+        try:
+            array[index] = decode_resized(paths[index], size_hw)
+        except ImageReadError as err:
+            return str(err)
+        return None
 
     # PIL releases the GIL while decoding and resizing, so threads use every core without pickling arrays.
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        list(pool.map(fill, range(len(paths))))
+        errors = [e for e in pool.map(fill, range(len(paths))) if e]
+    if errors:
+        tmp.unlink(missing_ok=True)
+        listed = "\n  ".join(errors[:10])
+        more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+        raise ImageReadError(f"{len(errors)} image(s) could not be read:\n  {listed}{more}")
     array.flush()
     _write_meta(target, tmp, len(paths), size_hw)
     os.replace(tmp, target)

@@ -39,6 +39,7 @@ from foldtrain.demo import ensure_demo  # noqa: E402
 from foldtrain.engine import EpochState, NonFiniteLossError, predict, train_one_epoch  # noqa: E402
 from foldtrain.facecrop import CropSettings, ensure_face_crops  # noqa: E402
 from foldtrain.folds import assign_folds, check_folds  # noqa: E402
+from foldtrain.images import ImageReadError  # noqa: E402
 from foldtrain.layout import LayoutError, read_table  # noqa: E402
 from foldtrain.model import build_model, model_norm  # noqa: E402
 from foldtrain.optim import build_optimizer, build_scheduler  # noqa: E402
@@ -526,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores(accelerator)
     try:
         run(cfg, accelerator)
-    except (LayoutError, RunFolderError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
+    except (LayoutError, ImageReadError, RunFolderError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         return 1
     accelerator.end_training()

@@ -1,11 +1,13 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from foldtrain.cache import build_cache, open_cache
 from foldtrain.data import CachedImageDataset
+from foldtrain.images import ImageReadError
 from foldtrain.transforms import DeviceNormalize, build_eval_transform, build_train_transform
 
 
@@ -71,3 +73,13 @@ def test_device_normalize():
     assert norm(torch.zeros(1, 3, 4, 4, dtype=torch.uint8)).is_contiguous()
     channels_last = DeviceNormalize((0.5,) * 3, (0.25,) * 3, channels_last=True)
     assert channels_last(torch.zeros(2, 3, 4, 4, dtype=torch.uint8)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_unreadable_images_are_all_named(tmp_path: Path):
+    paths = make_images(tmp_path / "img")
+    paths[1].write_bytes(b"broken")
+    paths[3].write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"2 image\(s\)") as caught:
+        build_cache(paths, (20, 16), tmp_path / "cache")
+    assert paths[1].name in str(caught.value) and paths[3].name in str(caught.value)
+    assert not list((tmp_path / "cache").glob("*.npy"))  # no half-built cache left behind

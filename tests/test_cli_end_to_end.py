@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -111,3 +112,16 @@ def test_unknown_config_key_is_named(tmp_path: Path):
     assert result.returncode != 0
     assert "train.epochz" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_image_is_named_by_the_cli(demo_root: Path, tmp_path: Path):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    bad = sorted((root / "train" / "images").glob("*/mask3.*"))[2]
+    bad.write_bytes(b"\xff\xd8 truncated")
+    result = accelerate_launch([f"data.root={root}", *TINY, "run.name=bad",
+                                f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
+    assert result.returncode != 0
+    # Our own error line names the file (the launcher then reports the exit status with its own traceback).
+    errors = [line for line in result.stderr.splitlines() if "ERROR foldtrain" in line or line.startswith("  ")]
+    assert any(bad.parent.name in line and bad.name in line for line in errors), result.stderr[-3000:]
