@@ -193,3 +193,29 @@ def test_one_failing_rank_stops_the_job(demo_root: Path, tmp_path: Path):
     assert len(parents) == 1 and parents[0].info.status in ("FAILED", "KILLED")
     statuses = {k.data.tags["fold"]: k.info.status for k in children[parents[0].info.run_id]}
     assert statuses["0"] == "FINISHED" and statuses["1"] in ("FAILED", "KILLED")
+
+
+def test_mlflow_server_vanishing_mid_run(demo_root: Path, tmp_path: Path):
+    server, url = start_mlflow_server(tmp_path)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "foldtrain" / "main.py"),
+              f"data.root={demo_root}", *TINY, "train.epochs=3", "cv.only=[0,1]", "run.name=vanish",
+              "mlflow.experiment=vanish", f"mlflow.tracking_uri={url}"]
+    run = tmp_path / "runs" / "vanish"
+    training = subprocess.Popen(launch, cwd=tmp_path, env=cli_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "fold0" / "metrics.csv").exists():  # the first epoch has been logged to the server
+            assert training.poll() is None and time.time() < deadline, "training never reached its first epoch"
+            time.sleep(0.2)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    _, stderr = training.communicate(timeout=300)
+    assert training.returncode == 0, stderr[-4000:]
+    assert "MLflow tracking failed" in stderr
+    for fold in (0, 1):
+        assert (run / f"fold{fold}" / "model.safetensors").exists()
+        assert len(pd.read_csv(run / f"fold{fold}" / "metrics.csv")) == 3
+    assert (run / "summary.json").exists() and (run / "oof.csv").exists()
