@@ -188,6 +188,6 @@ def test_cpu_preset_starts_two_processes(tmp_path: Path):
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     # Two processes share one stdout, so their lines may run together: match the records, not the lines.
-    records = re.findall(r"RANK (\d+) OF (\d+) BACKEND (\w+)", result.stdout)
+    records = re.findall(r"RANK (\d+) OF (\d+) BACKEND ([a-z]+)", result.stdout)
     assert {int(rank) for rank, _, _ in records} == {0, 1}, result.stdout
     assert all(world == "2" and backend == "gloo" for _, world, backend in records), result.stdout
