@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from foldtrain.cpus import available_cores
 from foldtrain.images import ImageReadError, load_rgb
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
         return None
 
     # PIL releases the GIL while decoding and resizing, so threads use every core without pickling arrays.
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
         errors = [e for e in pool.map(fill, range(len(paths))) if e]
     if errors:
         tmp.unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from foldtrain.cache import open_cache
+from foldtrain.cpus import cores_per_process
 
 
 class CachedImageDataset(Dataset):
@@ -47,10 +47,7 @@ def default_workers(num_processes: int, gpu: bool) -> int:
     would compete with the model for the same cores, and reading the decoded cache costs ~0.3 ms per image
     (benchmarks/bench_loader.py: 0 workers beat 2 on a 2-core machine).
     """
-    if not gpu:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores // max(1, num_processes) - 1))
+    return min(8, cores_per_process(num_processes) - 1) if gpu else 0
 
 
 def build_loader(dataset: Dataset, batch_size: int, train: bool, workers: int, pin_memory: bool,

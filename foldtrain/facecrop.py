@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from foldtrain.cpus import cores_per_process, torch_threads
 from foldtrain.images import ImageReadError, is_image_file, load_rgb
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,9 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings = CropSe
     mine = [path for path in images if path not in done][rank::world]
     journaled = {} if force else read_journal(dst, settings, src)
     pending = [path for path in mine if path not in journaled]
-    threads = _threads_per_process()
+    threads = cores_per_process()
 
-    with _torch_threads(threads), _open_journal(dst, settings, rank) as journal:
+    with _torch_threads(), _open_journal(dst, settings, rank) as journal:
         mtcnn = _make_mtcnn(_resolve_device(device, state)) if pending else None
         detections, errors = detect_faces(src, pending, settings, mtcnn, batch_size, is_main, journal)
     detections += [journaled[path] for path in mine if path in journaled]
@@ -509,20 +510,12 @@ def _gather(state, items: list) -> list:
     return gather_object(items)
 
 
-def _threads_per_process() -> int:
-    """CPU threads one process may use: the cores shared among the processes on this machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-
-
 @contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Limit torch's intra-op threads so processes sharing a machine do not oversubscribe it; restored after.
-
-    An explicit OMP_NUM_THREADS (set by the user or the launcher) wins.
-    """
+def _torch_threads() -> Iterator[None]:
+    """Run torch with this process's share of the cores (`cpus.torch_threads`, as training does); restored after."""
     previous = torch.get_num_threads()
-    if "OMP_NUM_THREADS" not in os.environ:
+    threads = torch_threads()
+    if threads:
         torch.set_num_threads(threads)
     try:
         yield

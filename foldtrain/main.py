@@ -34,6 +34,7 @@ from foldtrain import metrics, recipe, report  # noqa: E402
 from foldtrain.cache import build_cache  # noqa: E402
 from foldtrain.checkpoints import save_weights  # noqa: E402
 from foldtrain.config import Config, ConfigError, image_hw  # noqa: E402
+from foldtrain.cpus import torch_threads  # noqa: E402
 from foldtrain.data import CachedImageDataset, build_loader, default_workers  # noqa: E402
 from foldtrain.demo import ensure_demo  # noqa: E402
 from foldtrain.engine import EpochState, NonFiniteLossError, predict, train_one_epoch  # noqa: E402
@@ -498,18 +499,10 @@ def _die_with_launcher() -> None:
 
 
 def use_all_cpu_cores(accelerator: Accelerator) -> None:
-    """On CPU, give each process its share of the cores.
-
-    `accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise (`--num_cpu_threads_per_process`), which
-    halves training speed on a 2-core machine with one process. A value above 1 is the user's choice and kept.
-    """
-    import os
-
-    if accelerator.device.type != "cpu" or os.environ.get("OMP_NUM_THREADS", "1") != "1":
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
-    torch.set_num_threads(max(1, cores // max(1, local)))
+    """On CPU, give each process its share of the cores (see `cpus.torch_threads`)."""
+    threads = torch_threads(accelerator.num_processes) if accelerator.device.type == "cpu" else None
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,28 @@
+"""The CPU budget of one process: how many cores it may use, and how many torch threads to run."""
+
+from __future__ import annotations
+
+import os
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cores_per_process(local_processes: int | None = None) -> int:
+    """This process's share of the cores, when `local_processes` (default: torchrun's LOCAL_WORLD_SIZE) share them."""
+    local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, available_cores() // max(1, local))
+
+
+def torch_threads(local_processes: int | None = None) -> int | None:
+    """Intra-op threads to set for CPU work, or None to keep what the user chose.
+
+    `accelerate launch` sets OMP_NUM_THREADS=1 unless told otherwise (`--num_cpu_threads_per_process`), which
+    halved training speed on a 2-core machine with one process; so 1 (or unset) means "the process's share of the
+    cores", and a value above 1 is the user's choice and kept.
+    """
+    if os.environ.get("OMP_NUM_THREADS", "1") != "1":
+        return None
+    return cores_per_process(local_processes)
