@@ -113,7 +113,7 @@ def predict_run(run_dir: Path, data_dir: Path | None, tta: str, out: Path | None
     folds = find_fold_models(run_dir, include_full)
     data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
     out = Path(out) if out else run_dir / "submission.csv"
-    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+    cache_dir = config_mod.cache_root(cfg)
     if cfg.data.face_crop:  # the models saw face crops: crop the eval images the same way
         data_dir = ensure_face_crops(data_dir, CropSettings(), cache_dir / "faces")
     table = read_eval(data_dir)

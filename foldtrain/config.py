@@ -250,6 +250,11 @@ def image_hw(size: int | list[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (size[0], size[1])
 
 
+def cache_root(cfg: Config) -> Path:
+    """Where decoded images and face crops are cached: `data.cache_dir`, else `run.dir/.cache`."""
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+
+
 def to_dict(cfg: Config) -> dict[str, Any]:
     """The config as plain nested dicts (for YAML, JSON and MLflow params)."""
     return asdict(cfg)

@@ -9,6 +9,7 @@ Formats:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,13 +205,23 @@ def _read_csv(path: Path, dtype: dict | None = None) -> pd.DataFrame:
 def _class_folders(base: Path) -> list[Path]:
     if not base.is_dir():
         return []
-    return sorted((d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".") and _images_below(d)),
+    return sorted((d for d in base.iterdir() if d.is_dir() and not d.name.startswith(".") and _has_images(d)),
                   key=lambda d: _natural_key(d.name))
 
 
+def _has_images(folder: Path) -> bool:
+    # Stops at the first image: telling a class folder apart must not walk a whole tree of photos.
+    return next(_iter_images(folder), None) is not None
+
+
 def _images_below(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return sorted(_iter_images(folder))
+
+
+def _iter_images(folder: Path) -> Iterator[Path]:
+    """Image files below `folder`, skipping hidden files and anything inside hidden folders."""
+    return (p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _natural_key(text: str) -> tuple:

@@ -129,7 +129,7 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
         if cfg.data.root == DEFAULT_ROOT and not (root / "train" / "train.csv").exists():
             log.info("demo data not found at %s: generating it", root)
             ensure_demo(root)
-        cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.dir) / ".cache"
+        cache_dir = config_mod.cache_root(cfg)
         if cfg.data.face_crop:
             # A cropped copy of the whole root, keyed by the source files and the crop settings.
             root = ensure_face_crops(root, CropSettings(), cache_dir / "faces")
@@ -396,35 +396,31 @@ def run(cfg: Config, accelerator: Accelerator) -> dict | None:
                  cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
     parent_id, children = start_tracking(s, folds)
     try:
-        results = {}
-        mine = folds if distributed else folds[accelerator.process_index::accelerator.num_processes]
-        for fold in folds:
-            done = read_json(fold_dir(run_dir, fold) / "result.json", {})
-            if done.get("finished") and cfg.train.resume:
-                log.info("fold %d: finished earlier (best val_f1 %.4f), kept as is", fold, done["best_f1"])
-                results[fold] = done
-                continue
-            if fold not in mine:
-                continue
-            results[fold] = train_fold(s, fold, children.get(fold))
+        earlier = {f: read_json(fold_dir(run_dir, f) / "result.json", {}) for f in folds} if cfg.train.resume else {}
+        todo = [f for f in folds if not earlier.get(f, {}).get("finished")]
+        for fold in set(folds) - set(todo):
+            log.info("fold %d: finished earlier (best val_f1 %.4f), kept as is", fold, earlier[fold]["best_f1"])
+        mine = todo if distributed else todo[accelerator.process_index::accelerator.num_processes]
+        for fold in mine:
+            result = train_fold(s, fold, children.get(fold))
             if distributed:
-                tracker.log_metrics(children.get(fold), {"best_val_f1": results[fold]["best_f1"]})
+                tracker.log_metrics(children.get(fold), {"best_val_f1": result["best_f1"]})
                 tracker.end_run(children.get(fold))
         accelerator.wait_for_everyone()
         summary = None
         if accelerator.is_main_process:
-            results = [read_json(fold_dir(run_dir, f) / "result.json") for f in folds]
+            results = {f: read_json(fold_dir(run_dir, f) / "result.json") for f in folds}
             if not distributed:
-                for result in results:
-                    child = children.get(result["fold"])
-                    if result["fold"] not in mine:  # trained by another process: its metrics are only on disk
-                        replay_metrics(s, result["fold"], child)
-                    tracker.log_metrics(child, {"best_val_f1": result["best_f1"]})
+                for fold in todo:
+                    child = children.get(fold)
+                    if fold not in mine:  # trained by another process: its metrics are only on disk
+                        replay_metrics(s, fold, child)
+                    tracker.log_metrics(child, {"best_val_f1": results[fold]["best_f1"]})
                     tracker.end_run(child)
         if cfg.cv.full_fit:
             full_fit(s, folds)
         if accelerator.is_main_process:
-            summary = write_results(s, results, parent_id, time.perf_counter() - started)
+            summary = write_results(s, list(results.values()), parent_id, time.perf_counter() - started)
             log.info("done: cv_f1 %.4f +- %.4f, oof_f1 %.4f, oof_acc %.4f -> %s", summary["cv_f1_mean"],
                      summary["cv_f1_std"], summary["oof_f1"], summary["oof_acc"], run_dir)
         tracker.end_run(parent_id)
@@ -444,11 +440,9 @@ def full_fit(s: Session, folds: list[int]) -> None:
     if s.accelerator.is_main_process:
         log.info("full fit: all %d images for %d epochs (median best epoch of folds %s)", len(s.data.frame),
                  epochs, folds)
-    # fold -1 matches no row, so every image trains; validation is skipped.
-    result = train_fold(s, -1, None, epochs=epochs, full_fit=True) if s.distributed or \
-        s.accelerator.is_main_process else None
-    if result and (s.accelerator.is_main_process or not s.distributed):
-        write_json(s.run_dir / "full" / "result.json", result | {"epochs": epochs})
+    # fold -1 matches no row, so every image trains; validation is skipped. train_fold writes full/result.json.
+    if s.distributed or s.accelerator.is_main_process:
+        train_fold(s, -1, None, epochs=epochs, full_fit=True)
     s.accelerator.wait_for_everyone()
 
 
