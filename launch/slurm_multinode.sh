@@ -24,7 +24,9 @@ cd "${SLURM_SUBMIT_DIR:-.}"
 # GPUs on each node; accelerate's --num_processes is the TOTAL over all nodes.
 export GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 # The rendezvous host: the first node of the allocation (every node computes the same name).
-HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"
+# sed reads the whole list: `head -n1` would close the pipe early, and under pipefail scontrol's SIGPIPE
+# (exit 141) would abort the job.
+HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"
 export HEAD_NODE
 # Rendezvous port on the head node: must be free there and reachable from the other nodes.
 export MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-29500}"
