@@ -75,8 +75,8 @@ def load_fold(fold: FoldModel, device: torch.device) -> torch.nn.Module:
     heads = meta.get("heads", "single")
     model = build_model(meta["model"], heads_mod.output_size(heads, int(meta["num_classes"])), pretrained=False)
     model.load_state_dict(load_weights(fold.path), strict=True)
-    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return ClassScores(model.to(device, memory_format=layout), heads).eval()
+    # channels_last on every device, as in training (see `DeviceNormalize`).
+    return ClassScores(model.to(device, memory_format=torch.channels_last), heads).eval()
 
 
 def autocast_for(device: torch.device):
@@ -93,8 +93,7 @@ def ensemble_logits(folds: list[FoldModel], loader, tta: str, device: torch.devi
     total = None
     for fold in folds:
         model = load_fold(fold, device)
-        normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"]),
-                                    channels_last=device.type == "cuda").to(device)
+        normalize = DeviceNormalize(tuple(fold.meta["mean"]), tuple(fold.meta["std"])).to(device)
         wrapped = BatchedTTA(model, tta_transforms(tta), views_per_pass(device))
         outs = []
         for images, _, _ in tqdm(loader, desc=f"{fold.path.parent.name} tta={tta}", leave=False, disable=None):
