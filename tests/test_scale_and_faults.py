@@ -159,7 +159,7 @@ def test_mlflow_server_up_then_down(demo_root: Path, tmp_path: Path):
 FAILING_RANK = """
 import sys
 import foldtrain.main as entry
-from foldtrain import engine
+from foldtrain import cv, engine
 
 real = engine.train_one_epoch
 
@@ -169,7 +169,7 @@ def failing(*args, **kwargs):
         raise RuntimeError("injected failure on rank 1")
     return real(*args, **kwargs)
 
-entry.train_one_epoch = failing
+cv.train_one_epoch = failing
 sys.exit(entry.main())
 """
 

@@ -1,0 +1,137 @@
+"""A helper process, forked at start-up, that runs calls in order beside the training process.
+
+The training process forks it before importing torch. What it is handed (MLflow's start-up and logging, the report
+pictures, decoding images ahead of time) then runs on a core that training leaves idle while it imports, and a
+slow tracking server or picture can delay the sidecar but never a training step. Calls run one at a time, in the
+order they were sent; `call` waits for a result, `submit` does not, `close` waits for everything sent before it.
+
+Handed functions must be importable module-level functions (they travel pickled, by name). An exception in a
+submitted call is logged there with its traceback; the calls after it still run.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from foldtrain.process import LOG_DATEFMT, LOG_FORMAT
+
+log = logging.getLogger(__name__)
+
+
+class SidecarError(RuntimeError):
+    """A call sent to the sidecar raised there, or the sidecar is gone."""
+
+
+class Sidecar:
+    """The handle the training process keeps on its helper process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("fork")  # before torch, threads or CUDA exist: a cheap, safe fork
+        self._conn, child_end = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_end, self._conn), name="foldtrain-sidecar",
+                                        daemon=True)
+        self._process.start()
+        child_end.close()
+        self._lock = threading.Lock()  # the SIGTERM thread may send while the main thread is mid-call
+        self.alive = True
+
+    def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> bool:
+        """Queue `fn(*args, **kwargs)` behind everything sent before; False when the sidecar is gone."""
+        with self._lock:
+            return self._send(("submit", fn, args, kwargs))
+
+    def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` behind everything sent before and return its result.
+
+        Raises:
+            SidecarError: `fn` raised there (the message names the error), or the sidecar is gone.
+        """
+        with self._lock:
+            if not self._send(("call", fn, args, kwargs)):
+                raise SidecarError("the sidecar process is gone")
+            try:
+                ok, value = self._conn.recv()
+            except (OSError, EOFError) as err:
+                self._lost(err)
+                raise SidecarError("the sidecar process is gone") from err
+        if not ok:
+            raise SidecarError(value)
+        return value
+
+    def at_orphan(self, fn: Callable, *args: Any) -> None:
+        """Have the sidecar run `fn(*args)` if the training process dies without closing it (e.g. SIGKILL)."""
+        self.submit(_add_orphan_handler, fn, args)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Wait (at most `timeout` seconds) for every call sent so far, then stop the sidecar; True if it finished.
+
+        A sidecar that does not finish in time is killed, and whatever it was still doing is lost.
+        """
+        with self._lock:
+            finished = self._send(("close", None, (), {})) and self._conn.poll(timeout)
+            self.alive = False
+            self._conn.close()
+        self._process.join(timeout=5 if finished else 0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        return bool(finished)
+
+    def _send(self, message: tuple) -> bool:
+        if not self.alive:
+            return False
+        try:
+            self._conn.send(message)
+            return True
+        except (OSError, EOFError) as err:
+            self._lost(err)
+            return False
+
+    def _lost(self, err: BaseException) -> None:
+        self.alive = False
+        log.warning("the sidecar process is gone (%s: %s); its work now runs in the training process",
+                    type(err).__name__, err)
+
+
+_orphan_handlers: list[tuple[Callable, tuple]] = []
+
+
+def _add_orphan_handler(fn: Callable, args: tuple) -> None:
+    _orphan_handlers.append((fn, args))
+
+
+def _serve(conn: Connection, parent_end: Connection) -> None:
+    """The sidecar's loop: run what arrives on `conn` until told to close or the training process is gone."""
+    parent_end.close()  # keep only our end, so the pipe reads EOF once the training process is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the training process, which then closes us
+    # Our own stderr handler, whatever handlers the parent had installed before forking.
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT, force=True)
+    gc.enable()  # forked while the training process held its collector off; heavy loaders here hold it off again
+    while True:
+        try:
+            kind, fn, args, kwargs = conn.recv()
+        except EOFError:  # the training process died without closing us: run what it asked for that case
+            for handler, handler_args in _orphan_handlers:
+                _run(handler, handler_args, {})
+            return
+        if kind == "close":
+            conn.send(True)
+            return
+        ok, value = _run(fn, args, kwargs)
+        if kind == "call":
+            conn.send((ok, value))
+
+
+def _run(fn: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    try:
+        return True, fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001 - one failed call must not stop the calls queued behind it
+        log.exception("sidecar: %s failed", getattr(fn, "__qualname__", fn))
+        return False, f"{getattr(fn, '__qualname__', fn)} failed: {type(err).__name__}: {err}"
