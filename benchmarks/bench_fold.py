@@ -12,7 +12,8 @@ every epoch, on the same 4/5 : 1/5 share of the training images:
 
 Each is timed with `time.perf_counter()` around `subprocess.run`, alternating (ours, seeds, ours, seeds, ...), with
 OMP_NUM_THREADS unset, CUDA_VISIBLE_DEVICES="" and TQDM_DISABLE=1. `--profile` adds a breakdown of where our
-process spends its time (interpreter + imports, accelerate launch, MLflow sqlite init, cache build, epochs).
+process spends its time (accelerate launch, imports, the sidecar's MLflow and matplotlib start-up, cache build,
+epochs).
 """
 
 from __future__ import annotations
@@ -158,31 +159,38 @@ def run_seeds(root: Path, work: Path, epochs: int, script: Path) -> float:
     return run_timed([sys.executable, str(script), str(root), str(epochs)], work, work / "seeds.log")
 
 
+def timed_code(code: str, cwd: Path) -> str:
+    """Seconds a snippet prints as its last word, run in a fresh interpreter; 'failed' when it fails."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=bench_env(), capture_output=True, text=True)
+    return f"{float(out.stdout.split()[-1]):.2f}" if out.returncode == 0 and out.stdout.split() else "failed"
+
+
 def profile(root: Path, work: Path, epochs: int) -> list[list[str]]:
-    """Where one of our fold runs spends its time, measured piece by piece (each a separate process or call)."""
+    """Where one of our fold runs spends its time, measured piece by piece (each a separate process or call).
+
+    The sidecar's pieces (MLflow, matplotlib) run beside the training process's imports, not after them.
+    """
     rows = []
-    python = [sys.executable, "-c"]
-    bare = run_timed([*python, "pass"], work, work / "p.log")
-    rows.append(["python start (no imports)", f"{bare:.2f}"])
-    imports = run_timed([*python, "import foldtrain.main"], common.REPO, work / "p.log")
-    rows.append(["python + `import foldtrain.main` (torch, timm, accelerate, ...)", f"{imports:.2f}"])
     launch = run_timed([*accelerate_cmd(), "launch", "--num_processes", "1", "-m", "json.tool", "--help"],
                        work, work / "p.log")
-    rows.append(["`accelerate launch` of a trivial module (launcher process + child start)", f"{launch:.2f}"])
-    mlflow_code = ("import time; from foldtrain.tracking import Tracker; t = time.perf_counter(); "
-                   f"tr = Tracker(True, 'foldtrain', 'sqlite:///{work}/prof-mlflow.db'); "
-                   "p = tr.start_run('x', {'a': 1}); tr.start_run('y', {}, parent_id=p); "
-                   "print(time.perf_counter() - t)")
-    out = subprocess.run([*python, mlflow_code], cwd=common.REPO, env=bench_env(), capture_output=True, text=True)
-    rows.append(["MLflow: new sqlite store + parent and child run (after imports)",
-                 f"{float(out.stdout.split()[-1]):.2f}" if out.returncode == 0 else "failed"])
-    cache_code = (f"import time, common; from foldtrain.cache import build_cache; paths, _ = common.train_table("
-                  f"__import__('pathlib').Path('{root}')); t = time.perf_counter(); "
-                  f"build_cache(paths, (108, 108), '{work}/prof-cache'); print(time.perf_counter() - t)")
-    out = subprocess.run([*python, cache_code], cwd=Path(__file__).parent, env=bench_env(), capture_output=True,
-                         text=True)
+    rows.append(["`accelerate launch` of a trivial module (launcher start + exit, child start)", f"{launch:.2f}"])
+    rows.append(["training process: `from foldtrain import cv` with the collector paused (torch, timm, ...)",
+                 timed_code("import gc, time; t = time.perf_counter(); gc.disable(); from foldtrain import cv; "
+                            "print(time.perf_counter() - t)", common.REPO)])
+    rows.append(["sidecar, overlapped: import mlflow, new sqlite store, parent and child run",
+                 timed_code("import gc, time; t = time.perf_counter(); gc.disable(); "
+                            "from foldtrain.tracking import Tracker; "
+                            f"tr = Tracker(True, 'foldtrain', 'sqlite:///{work}/prof-mlflow.db'); "
+                            "p = tr.start_run('x', {'a': 1}); tr.start_run('y', {}, parent_id=p); "
+                            "print(time.perf_counter() - t)", common.REPO)])
+    rows.append(["sidecar, overlapped: load matplotlib for the report pictures",
+                 timed_code("import time; t = time.perf_counter(); from foldtrain.report import load_matplotlib; "
+                            "load_matplotlib(); print(time.perf_counter() - t)", common.REPO)])
     rows.append(["decoded cache build, cold (420 images -> 108x108)",
-                 f"{float(out.stdout.split()[-1]):.2f}" if out.returncode == 0 else "failed"])
+                 timed_code(f"import time, common; from foldtrain.cache import build_cache; paths, _ = "
+                            f"common.train_table(__import__('pathlib').Path('{root}')); t = time.perf_counter(); "
+                            f"build_cache(paths, (108, 108), '{work}/prof-cache'); print(time.perf_counter() - t)",
+                            Path(__file__).parent)])
     run_dir = work / "prof-run"
     total = run_timed(ours_command(root, run_dir, epochs), common.REPO, work / "prof-run.log")
     metrics = sorted(run_dir.glob("bench/fold0/metrics.csv"))

@@ -32,6 +32,7 @@ from foldtrain.cache import build_cache
 from foldtrain.data import CachedImageDataset, build_loader
 from foldtrain.layout import read_eval
 from foldtrain.model import build_model, model_norm
+from foldtrain.process import keep_freed_memory
 from foldtrain.transforms import DeviceNormalize, build_eval_transform, working_size
 
 SIZE = (96, 96)
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="ensemble.predict's default")
     parser.add_argument("--workers", type=int, default=0, help="loader workers (0: the forward pass is measured)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as ensemble.predict does; every variant shares this process and the setting
 
     with common.demo_root(args.data) as root, tempfile.TemporaryDirectory(prefix="bench-cache-") as cache_dir:
         table = read_eval(root / "eval")

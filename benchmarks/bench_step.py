@@ -34,6 +34,7 @@ from foldtrain.config import Config  # noqa: E402
 from foldtrain.engine import EpochState, train_one_epoch  # noqa: E402
 from foldtrain.model import build_model, model_norm  # noqa: E402
 from foldtrain.optim import build_optimizer, build_scheduler  # noqa: E402
+from foldtrain.process import keep_freed_memory  # noqa: E402
 from foldtrain.transforms import DeviceNormalize  # noqa: E402
 
 MODEL, CLASSES, BATCH, SIZE, LR, WD = "resnet10t", 18, 32, 96, 0.003, 1e-4
@@ -79,14 +80,14 @@ def fresh_model() -> tuple[torch.nn.Module, DeviceNormalize]:
 
 
 def ours_runner(steps: int):
-    """An epoch function for foldtrain's loop, set up the way foldtrain/main.py sets up a fold."""
+    """An epoch function for foldtrain's loop, set up the way foldtrain/cv.py sets up a fold."""
     accelerator = Accelerator(cpu=True)
     model, normalize = fresh_model()
     optimizer = build_optimizer(model, "adamw", LR, WD)
     model, optimizer, loader = accelerator.prepare(model, optimizer, synthetic_loader(steps, 1))
     scheduler = build_scheduler(optimizer, "cosine", 1000, len(loader), 1, LR)  # long schedule: lr stays sane
     clock, state, loss_fn = StepClock(loader), EpochState(), torch.nn.CrossEntropyLoss()
-    # The batch preparation main.py builds from the default aug.* keys: normalisation only (no erasing/mixing).
+    # The batch preparation cv.py builds from the default aug.* keys: normalisation only (no erasing/mixing).
     batch_prep = recipe.build_batch_prep(Config(), normalize, CLASSES, accelerator.device, seed=0)
 
     def run_epoch() -> None:
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="measured steps per loop, spread over the rounds")
     parser.add_argument("--warmup", type=int, default=5, help="steps dropped from the first epoch of each loop")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as foldtrain's entry does; both loops share this process and the setting
 
     # Short epochs alternate often, so a burst of background load lands on both loops rather than on one epoch.
     per_epoch = max(1, -(-args.steps // args.rounds))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from foldtrain.facecrop import CropSettings, ensure_face_crops
 from foldtrain.images import ImageReadError
 from foldtrain.layout import LayoutError, read_eval
 from foldtrain.model import build_model
+from foldtrain.process import LOG_DATEFMT, LOG_FORMAT, exit_now, keep_freed_memory
 from foldtrain.runfolder import newest_run, read_json, write_csv
 from foldtrain.tracking import Tracker
 from foldtrain.transforms import DeviceNormalize, build_eval_transform, working_size
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--include-full", action="store_true",
                         help="also average the all-data model of cv.full_fit (full/model.safetensors)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    keep_freed_memory()
     try:
         run_dir = args.run or newest_run(args.runs_dir)
         out = predict_run(run_dir, args.data, args.tta, args.out, args.batch_size, args.workers, args.include_full)
@@ -167,4 +167,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

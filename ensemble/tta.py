@@ -31,7 +31,8 @@ def views_per_pass(device: torch.device) -> int:
     """How many TTA views to stack into one forward pass on `device`.
 
     A GPU runs a batch of 2-8 views barely slower than one view; a CPU gains nothing from the bigger batch
-    (benchmarks/bench_predict.py measured stacked views at 0.8x of one view at a time on 2 cores).
+    (benchmarks/bench_predict.py on 2 cores: stacked views 1.02x of one view at a time, within noise) and would
+    only hold views x batch images in memory at once.
     """
     return 16 if device.type == "cuda" else 1
 

@@ -56,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         sidecar = Sidecar() if is_main_rank() else None
         tracker = (BackgroundTracker(sidecar, cfg.mlflow.experiment, cfg.mlflow.tracking_uri) if sidecar
                    else Tracker(False, cfg.mlflow.experiment, cfg.mlflow.tracking_uri))
-        from foldtrain import cv, report  # torch, timm, Accelerate, scikit-learn: seconds of imports
+        from foldtrain import report  # numpy and pandas, which the stages need anyway
 
-        if sidecar:
-            sidecar.submit(report.load_matplotlib)  # for the pictures the sidecar draws at the end of the run
+        if sidecar:  # next in the sidecar's queue: what it needs to draw the report pictures at the end
+            sidecar.submit(report.load_matplotlib)
+        from foldtrain import cv  # torch, timm, Accelerate, scikit-learn: seconds of imports
     on_terminate = [lambda: tracker.end_open_runs("KILLED")]
     if sidecar:
         on_terminate.append(lambda: sidecar.close(timeout=10))
