@@ -1,6 +1,6 @@
 """One fold end to end, as whole processes: foldtrain's CLI against a re-creation of the seeds' training script.
 
-    python benchmarks/bench_fold.py [--data DIR] [--rounds 2] [--epochs 4] [--profile]
+    python benchmarks/bench_fold.py [--data DIR] [--rounds 2] [--epochs 4] [--profile] [--bf16]
 
 Both train resnet10t (18 classes, from scratch) at 96x96, batch 32, for `--epochs` epochs with validation after
 every epoch, on the same 4/5 : 1/5 share of the training images:
@@ -13,7 +13,7 @@ every epoch, on the same 4/5 : 1/5 share of the training images:
 Each is timed with `time.perf_counter()` around `subprocess.run`, alternating (ours, seeds, ours, seeds, ...), with
 OMP_NUM_THREADS unset, CUDA_VISIBLE_DEVICES="" and TQDM_DISABLE=1. `--profile` adds a breakdown of where our
 process spends its time (accelerate launch, imports, the sidecar's MLflow and matplotlib start-up, cache build,
-epochs).
+epochs). `--bf16` adds a third, interleaved variant: ours under `accelerate launch --mixed_precision bf16`.
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def accelerate_cmd() -> list[str]:
     return [str(script)] if script.exists() else [shutil.which("accelerate") or "accelerate"]
 
 
-def ours_command(root: Path, run_dir: Path, epochs: int) -> list[str]:
-    return [*accelerate_cmd(), "launch", "--num_processes", "1", "foldtrain/main.py", f"data.root={root}",
+def ours_command(root: Path, run_dir: Path, epochs: int, launch_args: tuple[str, ...] = ()) -> list[str]:
+    return [*accelerate_cmd(), "launch", "--num_processes", "1", *launch_args, "foldtrain/main.py", f"data.root={root}",
             "model.name=resnet10t", "data.image_size=96", f"train.epochs={epochs}", "train.batch_size=32",
             "cv.only=[0]", f"run.dir={run_dir}", "run.name=bench", f"mlflow.tracking_uri=sqlite:///{run_dir}/mlflow.db"]
 
@@ -149,10 +149,10 @@ def run_timed(cmd: list[str], cwd: Path, log: Path) -> float:
     return seconds
 
 
-def run_ours(root: Path, work: Path, epochs: int, counter: list[int]) -> float:
+def run_ours(root: Path, work: Path, epochs: int, counter: list[int], launch_args: tuple[str, ...] = ()) -> float:
     counter[0] += 1
     run_dir = work / f"ours{counter[0]}"  # fresh folder: cold cache and a new MLflow store every time
-    return run_timed(ours_command(root, run_dir, epochs), common.REPO, work / f"ours{counter[0]}.log")
+    return run_timed(ours_command(root, run_dir, epochs, launch_args), common.REPO, work / f"ours{counter[0]}.log")
 
 
 def run_seeds(root: Path, work: Path, epochs: int, script: Path) -> float:
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating (ours, seeds) pairs")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="also break down where our run spends its time")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time ours with `--mixed_precision bf16` (not the seeds' precision: reported apart)")
     args = parser.parse_args(argv)
 
     with common.demo_root(args.data) as root, tempfile.TemporaryDirectory(prefix="bench-fold-") as tmp:
@@ -221,10 +223,11 @@ def main(argv: list[str] | None = None) -> None:
         script = work / "seeds_train.py"
         script.write_text(SEEDS_SCRIPT)
         counter = [0]
-        results = common.interleaved({
-            "ours": lambda: run_ours(root, work, args.epochs, counter),
-            "seeds": lambda: run_seeds(root, work, args.epochs, script),
-        }, args.rounds)
+        variants = {"ours": lambda: run_ours(root, work, args.epochs, counter),
+                    "seeds": lambda: run_seeds(root, work, args.epochs, script)}
+        if args.bf16:
+            variants["ours bf16"] = lambda: run_ours(root, work, args.epochs, counter, ("--mixed_precision", "bf16"))
+        results = common.interleaved(variants, args.rounds)
         print("seeds' last epoch:", (work / "seeds.log").read_text().strip().splitlines()[-1])
         breakdown = profile(root, work, args.epochs) if args.profile else []
 
@@ -234,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     print(common.markdown_table(["one fold, whole process", "median s", "runs (s)"], rows))
     print(f"\nspeed-up seeds / ours: {med['seeds'] / med['ours']:.2f}x (target >= 1.5x); {args.epochs} epochs, "
           f"resnet10t 96x96, batch 32, {args.rounds} alternating rounds")
+    if args.bf16:
+        print(f"with --mixed_precision bf16 (CPU autocast; fp32 on both sides above): "
+              f"{med['seeds'] / med['ours bf16']:.2f}x")
     if breakdown:
         print()
         print(common.markdown_table(["our run, piece", "seconds"], breakdown))
