@@ -39,13 +39,15 @@ class Sidecar:
                                         daemon=True)
         self._process.start()
         child_end.close()
-        self._lock = threading.Lock()  # the SIGTERM thread may send while the main thread is mid-call
+        # Writes are short and serialised; a `call` also holds its own lock while it waits for the answer, so the
+        # SIGTERM thread can still send (and close) while the main thread waits on a slow call.
+        self._send_lock = threading.Lock()
+        self._call_lock = threading.Lock()
         self.alive = True
 
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> bool:
         """Queue `fn(*args, **kwargs)` behind everything sent before; False when the sidecar is gone."""
-        with self._lock:
-            return self._send(("submit", fn, args, kwargs))
+        return self._send(("submit", fn, args, kwargs))
 
     def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """Run `fn(*args, **kwargs)` behind everything sent before and return its result.
@@ -53,7 +55,7 @@ class Sidecar:
         Raises:
             SidecarError: `fn` raised there (the message names the error), or the sidecar is gone.
         """
-        with self._lock:
+        with self._call_lock:
             if not self._send(("call", fn, args, kwargs)):
                 raise SidecarError("the sidecar process is gone")
             try:
@@ -74,25 +76,26 @@ class Sidecar:
 
         A sidecar that does not finish in time is killed, and whatever it was still doing is lost.
         """
-        with self._lock:
-            finished = self._send(("close", None, (), {})) and self._conn.poll(timeout)
-            self.alive = False
-            self._conn.close()
-        self._process.join(timeout=5 if finished else 0)
+        sent = self._send(("close", None, (), {}))
+        self.alive = False
+        self._process.join(timeout if sent else 0)  # it exits once everything before "close" has run
+        finished = sent and not self._process.is_alive()
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
-        return bool(finished)
+        self._conn.close()
+        return finished
 
     def _send(self, message: tuple) -> bool:
-        if not self.alive:
-            return False
-        try:
-            self._conn.send(message)
-            return True
-        except (OSError, EOFError) as err:
-            self._lost(err)
-            return False
+        with self._send_lock:
+            if not self.alive:
+                return False
+            try:
+                self._conn.send(message)
+                return True
+            except (OSError, EOFError) as err:
+                self._lost(err)
+                return False
 
     def _lost(self, err: BaseException) -> None:
         self.alive = False
@@ -122,7 +125,6 @@ def _serve(conn: Connection, parent_end: Connection) -> None:
                 _run(handler, handler_args, {})
             return
         if kind == "close":
-            conn.send(True)
             return
         ok, value = _run(fn, args, kwargs)
         if kind == "call":

@@ -133,9 +133,8 @@ class Tracker:
         for run_id in reversed(list(self._open)):
             self.end_run(run_id, status)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self) -> None:
         """Nothing to wait for: every call has already run (the same interface as `BackgroundTracker`)."""
-
 
 
 class BackgroundTracker:
@@ -211,7 +210,7 @@ class BackgroundTracker:
     def end_open_runs(self, status: str) -> None:
         self._tell("end_open_runs", status)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self) -> None:
         """Wait for every tracking call sent so far; sets `failed` when any of them failed (the sidecar said why)."""
         if self._closed:
             return

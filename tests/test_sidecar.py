@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -159,3 +160,22 @@ def test_a_dead_tracking_server_fails_tracking_not_the_caller(monkeypatch):
     finally:
         assert car.close(timeout=60)
     assert tracker.failed
+
+
+def test_close_from_another_thread_is_not_held_up_by_a_waiting_call():
+    # The SIGTERM watcher closes the sidecar while the main thread may be waiting on a slow call.
+    car = Sidecar()
+    outcome = []
+
+    def wait_on_slow_call() -> None:
+        try:
+            car.call(time.sleep, 60)
+        except SidecarError as err:
+            outcome.append(err)
+
+    waiter = threading.Thread(target=wait_on_slow_call)
+    waiter.start()
+    time.sleep(1)
+    assert not car.close(timeout=1)  # did not finish: killed
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and outcome and "gone" in str(outcome[0])
