@@ -8,10 +8,15 @@ import numpy as np
 import pandas as pd
 
 
-def load_matplotlib():
-    """matplotlib's Figure class, imported on first use (~0.7 s that a run needs only at its very end)."""
-    from matplotlib.figure import Figure
-    return Figure
+def load_matplotlib() -> None:
+    """Import matplotlib's figure machinery (~0.7 s that a run needs only at its very end; see `foldtrain.main`)."""
+    import matplotlib.figure  # noqa: F401
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # on first use, as in load_matplotlib
+
+    return Figure(figsize=(width, height))
 
 
 def _save(fig, path: str | Path) -> None:
@@ -23,7 +28,7 @@ def _save(fig, path: str | Path) -> None:
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix with counts in the cells."""
     n = len(classes)
-    fig = load_matplotlib()(figsize=(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5)))
+    fig = _figure(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5))
     ax = fig.subplots()
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -42,7 +47,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, tit
 
 def plot_per_class_f1(scores: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Horizontal bars of each class's F1."""
-    fig = load_matplotlib()(figsize=(6, max(3, 0.3 * len(classes) + 1)))
+    fig = _figure(6, max(3, 0.3 * len(classes) + 1))
     ax = fig.subplots()
     ax.barh(range(len(classes)), scores, color="tab:blue")
     ax.set_yticks(range(len(classes)), classes, fontsize=7)
