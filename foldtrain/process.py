@@ -48,7 +48,8 @@ def loading_without_gc() -> Iterator[None]:
     Importing torch, timm, scikit-learn and pandas allocates millions of objects, which sets off full collections
     that each walk all of them again: six of them took 0.6 s of a 4 s start-up on 2 cores, and one more 0.2 s
     later, in the middle of training. Module-level objects live as long as the process, so freezing them
-    (`gc.freeze`) loses nothing and keeps every later collection small.
+    (`gc.freeze`) keeps every later collection small. The ~10,000 garbage cycles those imports leave behind are
+    frozen with them (a few MB of an 850 MB process), which is cheaper than the 0.4 s a full collection costs.
     """
     gc.disable()
     try:
