@@ -448,15 +448,15 @@ def use_all_cpu_cores(accelerator: Accelerator) -> None:
 def main(cfg: Config, tracker: Tracker | BackgroundTracker, sidecar: Sidecar | None) -> int:
     """Run `cfg` in this process (one of the launcher's); returns the exit status for the command line.
 
-    `foldtrain.main` gave the main process its sidecar and a tracker living there; the other processes get
-    neither.
+    `foldtrain.main` gave the main process an enabled tracker (living in its sidecar where it could fork one);
+    the other processes get a disabled tracker and no sidecar.
     """
     # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
     setup_logging(accelerator)
-    if accelerator.is_main_process != (sidecar is not None):
+    if accelerator.is_main_process != tracker.enabled:
         raise RuntimeError(f"foldtrain took process {accelerator.process_index} for "
-                           f"{'the main' if sidecar else 'another'} process; please report this launcher")
+                           f"{'the main' if tracker.enabled else 'another'} process; please report this launcher")
     use_all_cpu_cores(accelerator)
     try:
         run(cfg, accelerator, tracker, sidecar)

@@ -53,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     process.keep_freed_memory()
     with process.loading_without_gc():
         # The main process forks its sidecar first, so MLflow's start-up runs there while torch & co. load here.
-        sidecar = Sidecar() if is_main_rank() else None
+        main_rank = is_main_rank()
+        sidecar = Sidecar.start() if main_rank else None
         tracker = (BackgroundTracker(sidecar, cfg.mlflow.experiment, cfg.mlflow.tracking_uri) if sidecar
-                   else Tracker(False, cfg.mlflow.experiment, cfg.mlflow.tracking_uri))
+                   else Tracker(main_rank, cfg.mlflow.experiment, cfg.mlflow.tracking_uri))
         from foldtrain import report  # numpy and pandas, which the stages need anyway
 
         if sidecar:  # next in the sidecar's queue: what it needs to draw the report pictures at the end

@@ -32,6 +32,11 @@ class SidecarError(RuntimeError):
 class Sidecar:
     """The handle the training process keeps on its helper process."""
 
+    @classmethod
+    def start(cls) -> Sidecar | None:
+        """A new sidecar, or None where processes cannot fork (Windows): the caller then works in-process."""
+        return cls() if "fork" in multiprocessing.get_all_start_methods() else None
+
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")  # before torch, threads or CUDA exist: a cheap, safe fork
         self._conn, child_end = context.Pipe()
