@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if sidecar:
         on_terminate.append(lambda: sidecar.close(timeout=10))
     process.handle_sigterm_in_a_thread(on_terminate)
-    process.die_with_launcher()
     try:
+        process.die_with_launcher()
         return cv.main(cfg, tracker, sidecar)
     finally:
-        if sidecar:
+        if sidecar:  # waits for what it was doing: a store killed half-created would be left broken
             sidecar.close()
 
 
