@@ -25,6 +25,14 @@ M_MMAP_THRESHOLD = -3
 KEEP_BELOW_BYTES = 1 << 30
 
 
+def _libc() -> ctypes.CDLL | None:
+    """The C library already loaded into this process, or None where there is none to reach."""
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Let glibc keep freed blocks for reuse instead of handing them back to the kernel; True when applied.
 
@@ -34,9 +42,8 @@ def keep_freed_memory() -> bool:
     both thresholds keeps those pages mapped for the next step, as jemalloc or tcmalloc would; the cost is that
     resident memory stays at its peak. A no-op without glibc.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into this process
-    except (OSError, AttributeError):  # no glibc (macOS, musl)
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:  # no glibc (macOS, musl)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BELOW_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BELOW_BYTES))
 
@@ -88,10 +95,10 @@ def die_with_launcher() -> None:
     if not sys.platform.startswith("linux"):
         return
     pr_set_pdeathsig = 1
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
+    prctl = getattr(_libc(), "prctl", None)
+    if prctl is None:
         return
+    prctl(pr_set_pdeathsig, signal.SIGTERM)
     if os.getppid() == 1:  # the launcher died before the request took effect
         raise SystemExit("foldtrain: the launcher is gone; exiting")
 

@@ -1,7 +1,7 @@
 """A helper process, forked at start-up, that runs calls in order beside the training process.
 
-The training process forks it before importing torch. What it is handed (MLflow's start-up and logging, the report
-pictures, decoding images ahead of time) then runs on a core that training leaves idle while it imports, and a
+The training process forks it before importing torch. What it is handed (MLflow's start-up and logging, loading
+matplotlib and drawing the report pictures) then runs on a core that training leaves idle while it imports, and a
 slow tracking server or picture can delay the sidecar but never a training step. Calls run one at a time, in the
 order they were sent; `call` waits for a result, `submit` does not, `close` waits for everything sent before it.
 
@@ -104,8 +104,7 @@ class Sidecar:
 
     def _lost(self, err: BaseException) -> None:
         self.alive = False
-        log.warning("the sidecar process is gone (%s: %s); its work now runs in the training process",
-                    type(err).__name__, err)
+        log.warning("the sidecar process is gone (%s: %s)", type(err).__name__, err)
 
 
 _orphan_handlers: list[tuple[Callable, tuple]] = []
