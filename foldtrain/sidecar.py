@@ -117,7 +117,10 @@ def _add_orphan_handler(fn: Callable, args: tuple) -> None:
 def _serve(conn: Connection, parent_end: Connection) -> None:
     """The sidecar's loop: run what arrives on `conn` until told to close or the training process is gone."""
     parent_end.close()  # keep only our end, so the pipe reads EOF once the training process is gone
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the training process, which then closes us
+    # Ctrl-C, and torchrun's SIGTERM to the whole process group when a peer fails, are for the training process:
+    # it then ends its runs through us and closes us. Dying at once would leave those runs RUNNING.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Our own stderr handler, whatever handlers the parent had installed before forking.
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT, force=True)
     gc.enable()  # forked while the training process held its collector off; heavy loaders here hold it off again

@@ -179,3 +179,28 @@ def test_close_from_another_thread_is_not_held_up_by_a_waiting_call():
     assert not car.close(timeout=1)  # did not finish: killed
     waiter.join(timeout=30)
     assert not waiter.is_alive() and outcome and "gone" in str(outcome[0])
+
+
+TERMINATED_GROUP = """
+import os, signal, sys, time
+from foldtrain import process
+from foldtrain.sidecar import Sidecar
+from foldtrain.tracking import BackgroundTracker
+car = Sidecar()
+tracker = BackgroundTracker(car, "group", sys.argv[1])
+process.handle_sigterm_in_a_thread([lambda: tracker.end_open_runs("KILLED"), lambda: car.close(timeout=30)])
+parent = tracker.start_run("cv")
+tracker.start_run("cv-fold0", parent_id=parent)
+os.killpg(os.getpgid(0), signal.SIGTERM)  # as torchrun stops a worker: the whole group, sidecar included
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_process_group_still_ends_the_runs(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run([sys.executable, "-c", TERMINATED_GROUP, uri], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, start_new_session=True)
+    assert result.returncode == 128 + 15, result.stderr
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("group").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs)
