@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -48,7 +49,9 @@ class Sidecar:
         # SIGTERM thread can still send (and close) while the main thread waits on a slow call.
         self._send_lock = threading.Lock()
         self._call_lock = threading.Lock()
-        self.alive = True
+        self._wait_lock = threading.Lock()
+        self.alive = True  # accepts calls
+        self.closing = False  # told to close (by any thread): it exits once what came before has run
 
     def submit(self, fn: Callable, *args: Any, **kwargs: Any) -> bool:
         """Queue `fn(*args, **kwargs)` behind everything sent before; False when the sidecar is gone."""
@@ -81,26 +84,40 @@ class Sidecar:
 
         A sidecar that does not finish in time is killed, and whatever it was still doing is lost.
         """
-        sent = self._send(("close", None, (), {}))
-        self.alive = False
-        self._process.join(timeout if sent else 0)  # it exits once everything before "close" has run
-        finished = sent and not self._process.is_alive()
-        if self._process.is_alive():
+        with self._send_lock:
+            if self.alive and self._send_now(("close", None, (), {})):
+                self.closing = True
+            self.alive = False
+        # Whichever thread sent "close", the sidecar exits once everything before it has run: wait for that (the
+        # SIGTERM thread may close while the main thread already is), but not for a sidecar that is already lost.
+        # One thread waits at a time: two joining at once race to reap the process and misread it as alive.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._wait_lock.acquire(timeout=-1 if timeout is None else timeout):
             self._process.kill()
-            self._process.join()
-        self._conn.close()
-        return finished
+            return False
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._process.join(left if self.closing else 0)
+            finished = self.closing and not self._process.is_alive()
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._conn.close()
+            return finished
+        finally:
+            self._wait_lock.release()
 
     def _send(self, message: tuple) -> bool:
         with self._send_lock:
-            if not self.alive:
-                return False
-            try:
-                self._conn.send(message)
-                return True
-            except (OSError, EOFError) as err:
-                self._lost(err)
-                return False
+            return self.alive and self._send_now(message)
+
+    def _send_now(self, message: tuple) -> bool:
+        try:
+            self._conn.send(message)
+            return True
+        except (OSError, EOFError) as err:
+            self._lost(err)
+            return False
 
     def _lost(self, err: BaseException) -> None:
         self.alive = False

@@ -174,7 +174,8 @@ class BackgroundTracker:
             return None
 
     def _tell(self, op: str, *args: Any, **kwargs: Any) -> None:
-        if self.active and not self._sidecar.submit(_side, op, *args, **kwargs):
+        # A sidecar that is closing has everything sent before (the run's ends included): only a lost one fails.
+        if self.active and not self._sidecar.submit(_side, op, *args, **kwargs) and not self._sidecar.closing:
             self._lose(SidecarError("the sidecar process is gone"))
 
     def _lose(self, err: Exception) -> None:

@@ -204,3 +204,19 @@ def test_sigterm_to_the_process_group_still_ends_the_runs(tmp_path: Path):
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("group").experiment_id])
     assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs)
+
+
+def test_a_second_close_waits_for_the_first_instead_of_killing(tmp_path: Path):
+    # The main thread's error path and the SIGTERM watcher can both close; the later one must not cut the
+    # earlier one's queued work (ending the MLflow runs) short.
+    log = str(tmp_path / "closing.txt")
+    car = Sidecar()
+    car.submit(time.sleep, 2)
+    car.submit(append_line, log, "runs ended")
+    first = threading.Thread(target=car.close)
+    first.start()
+    while not car.closing:
+        time.sleep(0.01)
+    assert car.close(timeout=30)
+    first.join(timeout=30)
+    assert read_lines(log) == ["runs ended"]
