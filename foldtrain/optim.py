@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, get_optimizer_class
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 
 
 def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """A timm optimizer by name (`adamw`, `radam`, `sgd`, ...); no weight decay on norms and biases."""
-    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay)
+    """A timm optimizer by name (`adamw`, `radam`, `sgd`, ...); no weight decay on norms and biases.
+
+    Where torch has a fused kernel for it (Adam, AdamW, SGD, Adagrad) that kernel is used: one pass over all
+    parameters instead of a Python loop of small ops per tensor. Same update rule and precision; on a 2-core CPU
+    an AdamW step of resnet10t takes 5 ms instead of 15 ms (benchmarks/bench_step.py).
+    """
+    fused = {"fused": True} if has_fused_kernel(name) else {}
+    return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **fused)
+
+
+def has_fused_kernel(name: str) -> bool:
+    """Whether the optimizer timm builds for `name` takes torch's `fused=True` (names like `lookahead_adamw` too)."""
+    try:
+        # timm reads the last `_`-separated part as the optimizer; a `lookahead_` prefix wraps it.
+        cls = get_optimizer_class(name.lower().split("_")[-1], bind_defaults=False)
+    except (ValueError, KeyError, ImportError):
+        return False  # unknown names get timm's own error from create_optimizer_v2
+    return "fused" in inspect.signature(cls).parameters
 
 
 class OneCycle:

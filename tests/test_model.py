@@ -54,3 +54,36 @@ def test_scheduler_steps_per_update_with_warmup():
     assert lrs[0] < lrs[9] <= 0.01 + 1e-9  # warming up over the first epoch
     assert lrs[-1] < lrs[15]  # decaying afterwards
     assert build_scheduler(optimizer, "none", 4, 10) is None
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_fused_optimizer_makes_the_same_updates_as_torchs_loop(name: str):
+    from timm.optim import create_optimizer_v2
+
+    torch.manual_seed(0)
+    model = build_model("resnet10t", num_classes=3)
+    reference = build_model("resnet10t", num_classes=3)
+    reference.load_state_dict(model.state_dict())
+    fused = build_optimizer(model, name, lr=0.01, weight_decay=0.05)
+    assert fused.defaults["fused"] is True
+    loop = create_optimizer_v2(reference, opt=name, lr=0.01, weight_decay=0.05)  # torch's per-tensor loop
+    assert not loop.defaults.get("fused")
+    params, ref_params = list(model.parameters()), list(reference.parameters())
+    before = params[0].detach().clone()
+    for _ in range(3):
+        # The same gradients for both, so only the update rule is compared (not the chaos of a training run).
+        for p, q in zip(params, ref_params, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        fused.step()
+        loop.step()
+    for (key, a), b in zip(model.state_dict().items(), reference.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), key
+    assert not torch.allclose(params[0], before)  # the steps did move the weights
+
+
+def test_optimizers_without_a_fused_kernel_still_build():
+    model = build_model("resnet10t", num_classes=2)
+    assert "fused" not in build_optimizer(model, "radam", lr=0.01, weight_decay=0.0).defaults
+    with pytest.raises(ValueError, match="nope"):
+        build_optimizer(model, "nope", lr=0.01, weight_decay=0.0)
