@@ -11,9 +11,11 @@ every epoch, on the same 4/5 : 1/5 share of the training images:
   PIL decode + torchvision transforms every epoch, DataLoader with 2 workers, Adam lr 0.003, per-batch f1_score.
 
 Each is timed with `time.perf_counter()` around `subprocess.run`, alternating (ours, seeds, ours, seeds, ...), with
-OMP_NUM_THREADS unset, CUDA_VISIBLE_DEVICES="" and TQDM_DISABLE=1. `--profile` adds a breakdown of where our
-process spends its time (accelerate launch, imports, the sidecar's MLflow and matplotlib start-up, cache build,
-epochs). `--bf16` adds a third, interleaved variant: ours under `accelerate launch --mixed_precision bf16`.
+OMP_NUM_THREADS unset, CUDA_VISIBLE_DEVICES="" and TQDM_DISABLE=1. The speed-up is printed on the medians and as the
+median of per-round ratios (each round's seeds / ours), which cancels load that drifts between rounds.
+`--profile` adds a breakdown of where our process spends its time (accelerate launch, imports, the sidecar's MLflow
+and matplotlib start-up, cache build, epochs). `--bf16` adds a third, interleaved variant: ours under
+`accelerate launch --mixed_precision bf16`.
 """
 
 from __future__ import annotations
@@ -235,11 +237,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = [[name, f"{med[name]:.1f}", ", ".join(f"{v:.1f}" for v in results[name])] for name in results]
     print()
     print(common.markdown_table(["one fold, whole process", "median s", "runs (s)"], rows))
-    print(f"\nspeed-up seeds / ours: {med['seeds'] / med['ours']:.2f}x (target >= 1.5x); {args.epochs} epochs, "
-          f"resnet10t 96x96, batch 32, {args.rounds} alternating rounds")
+    paired = [s / o for s, o in zip(results["seeds"], results["ours"], strict=True)]
+    print(f"\nspeed-up seeds / ours: {med['seeds'] / med['ours']:.2f}x on the medians, "
+          f"{common.median(paired):.2f}x as the median of per-round ratios "
+          f"({', '.join(f'{r:.2f}' for r in paired)}); "
+          f"target >= 1.5x; {args.epochs} epochs, resnet10t 96x96, batch 32, {args.rounds} alternating rounds")
     if args.bf16:
+        paired_bf16 = [s / o for s, o in zip(results["seeds"], results["ours bf16"], strict=True)]
         print(f"with --mixed_precision bf16 (CPU autocast; fp32 on both sides above): "
-              f"{med['seeds'] / med['ours bf16']:.2f}x")
+              f"{med['seeds'] / med['ours bf16']:.2f}x on the medians, {common.median(paired_bf16):.2f}x paired")
     if breakdown:
         print()
         print(common.markdown_table(["our run, piece", "seconds"], breakdown))

@@ -4,8 +4,8 @@
 
 Both loops train resnet10t (18 classes) on batches of 32 uint8 96x96 images held in memory (synthetic: the loop,
 not the decoding, is measured; --data is accepted for a uniform command line and ignored), read through a
-DataLoader with 0 workers, normalised by `DeviceNormalize`, with the same AdamW optimizer (torch's fused kernel, as foldtrain
-builds it), so only the loop around the step differs.
+DataLoader with 0 workers, normalised by `DeviceNormalize`, with the same AdamW optimizer (torch's fused kernel,
+as foldtrain builds it), so only the loop around the step differs.
 
 - ours: `foldtrain.engine.train_one_epoch` on `Accelerator(cpu=True).prepare(...)`d objects, with the timm
   cosine schedule foldtrain steps every update (everything a real epoch does);
