@@ -3,6 +3,8 @@
 Decoding a 384x512 JPEG costs more than a small model's forward pass on a CPU; doing it once per data set
 instead of once per epoch and fold is the largest single speed-up of the loop. The cache file is named by a key
 over the image files (path, size, mtime) and the preprocessing, so a changed image or setting builds a new one.
+A CRC-32 of every row, written beside it, is checked whenever the cache is opened for a run, so a file damaged or
+overwritten anywhere after it was built is rebuilt instead of silently training on wrong pixels.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from foldtrain.cpus import available_cores
 from foldtrain.images import ImageReadError, load_rgb
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a CRC-32 per row in the .json beside the cache
 
 
 def cache_key(paths: list[Path], size_hw: tuple[int, int], settings: dict | None = None) -> str:
@@ -34,17 +37,19 @@ def cache_key(paths: list[Path], size_hw: tuple[int, int], settings: dict | None
 
 
 def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Path, settings: dict | None = None,
-                threads: int | None = None) -> Path:
+                threads: int | None = None, check_every_row: bool = True) -> Path:
     """The path of a valid `.npy` cache of `paths` decoded to `size_hw`, building it if needed.
 
     Safe to call from every process after the main one built it (`main_process_first`): a valid cache is
-    only validated, never rewritten.
+    only validated, never rewritten. `check_every_row=False` checks the shape and three rows only, for
+    processes that open a cache the main process checked in full a moment before.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, size_hw, settings)
     target = cache_dir / f"images-{key}.npy"
-    if is_valid(target, len(paths), size_hw):
+    threads = threads or available_cores()
+    if is_valid(target, len(paths), size_hw, threads if check_every_row else 0):
         return target
     if target.exists():
         log.warning("decoded image cache %s is damaged; rebuilding it", target)
@@ -59,7 +64,7 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
         return None
 
     # PIL releases the GIL while decoding and resizing, so threads use every core without pickling arrays.
-    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         errors = [e for e in pool.map(fill, range(len(paths))) if e]
     if errors:
         tmp.unlink(missing_ok=True)
@@ -67,7 +72,7 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
         more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
         raise ImageReadError(f"{len(errors)} image(s) could not be read:\n  {listed}{more}")
     array.flush()
-    _write_meta(target, tmp, len(paths), size_hw)
+    _write_meta(target, tmp, len(paths), size_hw, threads)
     os.replace(tmp, target)
     return target
 
@@ -84,29 +89,34 @@ def open_cache(path: str | Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def is_valid(path: Path, count: int, size_hw: tuple[int, int]) -> bool:
-    """True when the file exists with the expected shape and its sampled rows match the checksums written."""
+def is_valid(path: Path, count: int, size_hw: tuple[int, int], threads: int = 1) -> bool:
+    """True when the file exists with the expected shape and its rows match the CRC-32s written beside it.
+
+    `threads` > 0 checks every row (~3 GB/s per thread: about a second per thread for the competition's
+    18,900 images at 224 px, and it leaves the pages in memory for the first epoch); 0 checks three rows.
+    """
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         return False
     try:
         meta = json.loads(meta_path.read_text())
         array = open_cache(path)
-        if array.shape != (count, *size_hw, 3) or array.dtype != np.uint8:
+        if array.shape != (count, *size_hw, 3) or array.dtype != np.uint8 or len(meta.get("crc32", ())) != count:
             return False
-        return meta.get("checksums") == _row_checksums(array)
+        rows = range(count) if threads else sorted({0, count // 2, count - 1} if count else set())
+        return [meta["crc32"][i] for i in rows] == _row_crcs(array, rows, max(threads, 1))
     except (ValueError, OSError, json.JSONDecodeError):
         return False
 
 
-def _row_checksums(array: np.ndarray) -> list[str]:
-    # A few rows spread over the file catch truncation and overwrites without reading gigabytes at start-up.
-    rows = sorted({0, len(array) // 2, len(array) - 1}) if len(array) else []
-    return [hashlib.sha1(np.ascontiguousarray(array[i]).tobytes()).hexdigest() for i in rows]
+def _row_crcs(array: np.ndarray, rows, threads: int) -> list[int]:
+    # zlib releases the GIL on large buffers, so threads checksum rows in parallel.
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda i: zlib.crc32(array[i]), rows))
 
 
-def _write_meta(target: Path, written: Path, count: int, size_hw: tuple[int, int]) -> None:
-    meta = {"count": count, "size_hw": list(size_hw), "checksums": _row_checksums(open_cache(written))}
+def _write_meta(target: Path, written: Path, count: int, size_hw: tuple[int, int], threads: int) -> None:
+    meta = {"count": count, "size_hw": list(size_hw), "crc32": _row_crcs(open_cache(written), range(count), threads)}
     tmp = target.with_suffix(f".tmp{os.getpid()}.json")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, target.with_suffix(".json"))

@@ -138,7 +138,9 @@ def prepare_data(cfg: Config, run_dir: Path, accelerator: Accelerator) -> Prepar
         else:
             frame = pd.read_csv(folds_csv)
             check_folds(frame, frame["fold"], cfg.cv.folds)
-        cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_dir)
+        # The main process checks every row; the others open what it checked a moment before.
+        cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_dir,
+                                 check_every_row=accelerator.is_main_process)
     return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw)
 
 

@@ -53,6 +53,22 @@ def test_damaged_cache_is_rebuilt(tmp_path: Path):
     assert np.array_equal(np.array(open_cache(rebuilt)), good)
 
 
+def test_a_changed_row_anywhere_is_caught_by_the_full_check(tmp_path: Path):
+    paths = make_images(tmp_path / "img")
+    first = build_cache(paths, (20, 16), tmp_path / "cache")
+    good = np.array(open_cache(first))
+    array = np.load(first, mmap_mode="r+")
+    array[1, 5, 5] = 255 - array[1, 5, 5]  # one pixel of a middle row: not among the three spot-checked rows
+    array.flush()
+    del array
+    # A process that opens a cache the main process checked a moment before only spot-checks it...
+    assert not np.array_equal(np.array(open_cache(build_cache(paths, (20, 16), tmp_path / "cache",
+                                                              check_every_row=False))), good)
+    # ...the full check that opens every run finds the changed row and rebuilds.
+    rebuilt = build_cache(paths, (20, 16), tmp_path / "cache")
+    assert np.array_equal(np.array(open_cache(rebuilt)), good)
+
+
 def test_dataset_returns_uint8_chw_label_and_row(tmp_path: Path):
     paths = make_images(tmp_path / "img")
     cache = build_cache(paths, (20, 16), tmp_path / "cache")
