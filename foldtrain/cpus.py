@@ -26,3 +26,12 @@ def torch_threads(local_processes: int | None = None) -> int | None:
     if os.environ.get("OMP_NUM_THREADS", "1") != "1":
         return None
     return cores_per_process(local_processes)
+
+
+def use_all_cores(device_type: str) -> None:
+    """On CPU, run torch with this process's share of the cores (see `torch_threads`)."""
+    threads = torch_threads() if device_type == "cpu" else None
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

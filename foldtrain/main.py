@@ -1,8 +1,9 @@
 """Cross-validated training: `accelerate launch foldtrain/main.py [--config FILE.yaml] [section.key=value ...]`.
 
-The entry point of each training process. It reads the config, starts MLflow's side process (on the main
-process only) and only then imports torch and the training stages (`foldtrain.cv`), so that on a small machine
-MLflow's start-up overlaps the heavy imports instead of following them. A config error answers at once.
+The one place that wires the stages: config -> run folder -> data -> folds (model, train loop) -> results and
+tracking. The config is read and checked before torch is imported, so a typo or a bad value answers at once.
+Expected failures (bad data, a taken run folder, a full disk, an interruption) end in one line and a non-zero
+status; single-process runs can also start as `python foldtrain/main.py ...`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
-import os  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
 
-from foldtrain import config as config_mod  # noqa: E402
-from foldtrain import process  # noqa: E402
-from foldtrain.sidecar import Sidecar  # noqa: E402
-from foldtrain.tracking import BackgroundTracker, Tracker  # noqa: E402
+from foldtrain.config import Config, ConfigError, build_config  # noqa: E402
+from foldtrain.config.schema import DataConfig  # noqa: E402
 
-# Where launchers put a process's global rank (torchrun, Intel MPI, Open MPI, MVAPICH), in Accelerate's order.
-RANK_VARIABLES = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+log = logging.getLogger("foldtrain")
 
 
 def parse_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
@@ -37,42 +36,158 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
     return args.config, args.overrides
 
 
-def is_main_rank() -> bool:
-    """Whether the launcher made this the main process (rank 0), read before Accelerate is imported."""
-    rank = next((os.environ[name] for name in RANK_VARIABLES if name in os.environ), "0")
-    return rank.strip() == "0"
-
-
 def main(argv: list[str] | None = None) -> int:
     files, overrides = parse_args(argv)
     try:
-        cfg = config_mod.build_config(files, overrides)
-    except config_mod.ConfigError as err:
+        cfg = build_config(files, overrides)
+    except ConfigError as err:
         print(f"foldtrain: config error: {err}", file=sys.stderr)
         return 2
-    process.keep_freed_memory()
-    with process.loading_without_gc():
-        # The main process forks its sidecar first, so MLflow's start-up runs there while torch & co. load here.
-        main_rank = is_main_rank()
-        sidecar = Sidecar.start() if main_rank else None
-        tracker = (BackgroundTracker(sidecar, cfg.mlflow.experiment, cfg.mlflow.tracking_uri) if sidecar
-                   else Tracker(main_rank, cfg.mlflow.experiment, cfg.mlflow.tracking_uri))
-        from foldtrain import report  # numpy and pandas, which the stages need anyway
+    from foldtrain.errors import EXPECTED
+    from foldtrain.run.process import Interrupted, die_with_launcher, raise_on_signals
 
-        if sidecar:  # next in the sidecar's queue: what it needs to draw the report pictures at the end
-            sidecar.submit(report.load_matplotlib)
-        from foldtrain import cv  # torch, timm, Accelerate, scikit-learn: seconds of imports
-    on_terminate = [lambda: tracker.end_open_runs("KILLED")]
-    if sidecar:
-        on_terminate.append(lambda: sidecar.close(timeout=10))
-    process.handle_sigterm_in_a_thread(on_terminate)
+    raise_on_signals()
+    status = Status()
     try:
-        process.die_with_launcher()
-        return cv.main(cfg, tracker, sidecar)
+        die_with_launcher()
+        return train(cfg, status)
+    except Interrupted as stop:
+        print(f"foldtrain: interrupted {status.where()}: continue with train.resume=true", file=sys.stderr)
+        return stop.exit_code
+    except EXPECTED as err:
+        print(f"foldtrain{status.rank_label()}: error: {err}", file=sys.stderr)
+        return 1
+
+
+class Status:
+    """How far the run got, for the line an interruption prints (a hook of the fold loop)."""
+
+    def __init__(self):
+        self.done: str | None = None
+        self.rank = 0
+
+    def where(self) -> str:
+        return f"after {self.done}" if self.done else "before the first epoch ended"
+
+    def rank_label(self) -> str:
+        return f" (process {self.rank})" if self.rank else ""
+
+    def fold_started(self, spec, progress) -> None:
+        pass
+
+    def epoch_ended(self, spec, progress) -> None:
+        self.done = f"{spec.name} epoch {progress.last_epoch}"
+
+    def fold_ended(self, spec, progress, result) -> None:
+        self.done = f"{spec.name} (finished)"
+
+
+def train(cfg: Config, status: Status) -> int:
+    import torch
+    from accelerate import Accelerator
+
+    from foldtrain.config import dump
+    from foldtrain.cpus import use_all_cores
+    from foldtrain.data.prepare import prepare_data
+    from foldtrain.files import write_text
+    from foldtrain.model.heads import resolve_heads
+    from foldtrain.run.process import setup_logging
+    from foldtrain.run.start import claim
+    from foldtrain.train import cv
+    from foldtrain.train.session import Session
+
+    started = time.perf_counter()
+    # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
+    status.rank = accelerator.process_index
+    setup_logging(accelerator.is_main_process)
+    use_all_cores(accelerator.device.type)
+    cfg, folder, lock = claim(cfg, accelerator)
+    if cfg.data.root == DataConfig().root:
+        with accelerator.main_process_first():
+            from foldtrain.demo import ensure_demo  # the generator is a tool, loaded only for the default root
+
+            ensure_demo(Path(cfg.data.root))
+    data = prepare_data(cfg, folder / "folds.csv", accelerator)
+    session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)))
+    facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
+    folds = cv.planned_folds(session)
+    hooks: list = [status]
+    tracking = None
+    if accelerator.is_main_process:
+        write_text(folder / "config.yaml", dump(cfg))
+        log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",
+                 folder.path, len(data.frame), len(data.classes), session.heads.name, folds,
+                 accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
+        tracking = Tracking(cfg, folder, data, facts)
+        hooks.append(tracking.fold_runs)
+    try:
+        todo = cv.unfinished(session, folds)
+        cv.train_folds(session, todo, hooks)
+        if tracking is not None and cfg.cv.parallel == "folds":
+            tracking.replay([f for f in todo if f not in cv.assigned(todo, accelerator)])
+        if cfg.train.checkpoint == "honest" and accelerator.is_main_process:
+            cv.choose_honest_checkpoints(session, folds)
+        accelerator.wait_for_everyone()
+        if cfg.cv.full_fit:
+            cv.fit_all_data(session, folds, hooks)
+        if tracking is not None:
+            tracking.finish(folds, facts | {"seconds": time.perf_counter() - started})
+    except BaseException as err:
+        if tracking is not None:
+            tracking.abort(err)
+        raise
     finally:
-        if sidecar:  # waits for what it was doing: a store killed half-created would be left broken
-            sidecar.close()
+        if lock is not None:
+            lock.release()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+def run_facts(cfg: Config, accelerator) -> dict:
+    """What the config does not say about a run: its processes, device and precision."""
+    world = accelerator.num_processes
+    per_update = cfg.train.batch_size * cfg.train.grad_accum
+    return {"world_size": world, "mixed_precision": accelerator.mixed_precision, "device": accelerator.device.type,
+            "effective_batch_size": per_update * (world if cfg.cv.parallel == "ddp" else 1)}
+
+
+class Tracking:
+    """The main process's MLflow side of the run: the parent, the fold runs (a hook), and the end."""
+
+    def __init__(self, cfg: Config, folder, data, facts: dict):
+        from foldtrain.track.fold_runs import FoldRuns
+        from foldtrain.track.mlflow_tracker import MLflowTracker
+        from foldtrain.track.parent_run import open_parent
+
+        self.cfg, self.folder, self.data = cfg, folder, data
+        self.tracker = MLflowTracker(cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
+        self.parent = open_parent(self.tracker, cfg, folder, data, facts)
+        self.fold_runs = FoldRuns(self.tracker, self.parent, cfg, folder.path, data.frame)
+        self.fold_runs.save()
+
+    def replay(self, folds: list[int]) -> None:
+        for fold in folds:
+            self.fold_runs.replay(fold)
+
+    def finish(self, folds: list[int], facts: dict) -> None:
+        from foldtrain.track.parent_run import close_parent
+        from foldtrain.track.results import write_results
+
+        summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        log.info("done: cv_f1 %.4f +- %.4f, oof_f1 %.4f (honest %.4f), oof_acc %.4f -> %s", summary["cv_f1_mean"],
+                 summary["cv_f1_std"], summary["oof_f1"], summary["oof_f1_honest"], summary["oof_acc"],
+                 self.folder.path)
+        close_parent(self.tracker, self.parent, self.cfg, self.folder, summary)
+        if self.tracker.failed:
+            log.warning("MLflow tracking failed during this run: the results are complete in %s", self.folder.path)
+
+    def abort(self, err: BaseException) -> None:
+        from foldtrain.run.process import Interrupted
+
+        self.tracker.end_open_runs("KILLED" if isinstance(err, Interrupted | KeyboardInterrupt) else "FAILED")
 
 
 if __name__ == "__main__":
-    process.exit_now(main())
+    sys.exit(main())

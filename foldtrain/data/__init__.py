@@ -1,0 +1,1 @@
+"""The data stage: tables and labels, folds, the decoded image cache, transforms and mixing, loaders."""

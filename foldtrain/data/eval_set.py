@@ -1,0 +1,28 @@
+"""Images to predict, prepared exactly as validation images were: same face crops, decode, resize and cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from foldtrain.config import Config, cache_root
+from foldtrain.data.cache import build_cache
+from foldtrain.data.loaders import CachedImageDataset, build_loader, default_workers
+from foldtrain.data.prepare import source_root
+from foldtrain.data.tables import read_eval
+from foldtrain.data.transforms import build_eval_transform, working_size
+
+
+def eval_loader(cfg: Config, data_dir: Path, size_hw: tuple[int, int], batch_size: int = 64,
+                workers: int | None = None, gpu: bool = False) -> tuple[pd.DataFrame, object]:
+    """(the eval table, a loader of its uint8 images in table order) for a run trained with `cfg`.
+
+    The eval folder is face-cropped with the run's `facecrop` settings when the run trained on crops.
+    """
+    table = read_eval(source_root(cfg, Path(data_dir)), cfg.data.follow_symlinks)
+    cache = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_root(cfg))
+    dataset = CachedImageDataset(cache, np.arange(len(table)), None, build_eval_transform(size_hw))
+    workers = default_workers(1, gpu) if workers is None else workers
+    return table, build_loader(dataset, batch_size, False, workers, pin_memory=gpu)

@@ -1,0 +1,166 @@
+"""The source and output trees of a crop run: walking, writing crops and copies, the report and its summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from foldtrain.data.images import ImageReadError, is_image_file, load_rgb
+from foldtrain.facecrop.geometry import typed
+from foldtrain.facecrop.settings import (
+    FORMAT_VERSION,
+    IMAGE_KINDS,
+    META_NAME,
+    REPORT_COLUMNS,
+    REPORT_NAME,
+    SAVE_OPTIONS,
+    CropSettings,
+)
+from foldtrain.files import atomic_path, write_csv, write_json
+
+log = logging.getLogger("foldtrain.facecrop")
+
+def check_roots(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
+    """Resolved `src` and `dst`.
+
+    Raises:
+        FileNotFoundError: `src` is not a folder.
+        ValueError: `dst` is `src`, inside it (its crops would be walked as source images, and a training run on
+            `src` would find them) or contains it (the crops would be written among the originals).
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if not src.is_dir():
+        raise FileNotFoundError(f"source folder not found: {src}")
+    if src == dst:
+        raise ValueError(f"--dst must differ from --src ({src}): crops would overwrite the original photos")
+    if dst.is_relative_to(src):
+        raise ValueError(f"--dst {dst} lies inside --src {src}: choose an output folder outside the data set")
+    if src.is_relative_to(dst):
+        raise ValueError(f"--src {src} lies inside --dst {dst}: choose an output folder that does not contain the "
+                         f"data set")
+    return src, dst
+
+
+def walk_source(src: Path, skip: Path | None = None) -> tuple[list[str], list[str]]:
+    """Relative posix paths of the image files and of the other files under `src`, each sorted.
+
+    Hidden files and folders (macOS `._*` forks, `.ipynb_checkpoints`) are never data; `skip` (the output folder
+    when it lies inside `src`) is not entered, so a rerun does not crop its own crops.
+    """
+    images, others = [], []
+    for folder, dirs, files in os.walk(src, followlinks=True):
+        base = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or base / d != skip))
+        for name in files:
+            if name.startswith("."):
+                continue
+            rel = (base / name).relative_to(src).as_posix()
+            if is_image_file(name):
+                images.append(rel)
+            elif rel not in (REPORT_NAME, META_NAME):  # a previous output used as source: its report is not data
+                others.append(rel)
+    return sorted(images), sorted(others)
+def write_crops(src: Path, dst: Path, rows: pd.DataFrame, threads: int = 1) -> list[str]:
+    """Pass 2: cut and save each row's crop under `dst`; returns an error message per image that failed."""
+
+    def crop_one(row) -> str | None:
+        try:
+            image = load_rgb(src / row.path).crop((row.x1, row.y1, row.x2, row.y2))
+            save_atomic(image, dst / row.path)
+        except (ImageReadError, OSError) as err:
+            return f"{src / row.path}: {err}"
+        return None
+
+    # PIL releases the GIL while decoding and encoding, so threads use every core.
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return [err for err in pool.map(crop_one, rows.itertuples(index=False)) if err]
+
+
+def save_atomic(image: Image.Image, path: Path) -> None:
+    """Save `image` in the format its suffix names, via a hidden temporary file, so a kill leaves no partial crop."""
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **SAVE_OPTIONS.get(fmt, {}))
+
+
+def copy_others(src: Path, dst: Path, others: list[str], force: bool) -> int:
+    """Copy the non-image files (tables) to `dst`, keeping unchanged copies (same size, mtime); returns the count."""
+    copied = 0
+    for rel in others:
+        source, target = src / rel, dst / rel
+        stat = source.stat()
+        if not force and target.is_file() and _same_file_stat(stat, target.stat()):
+            continue
+        with atomic_path(target) as tmp:
+            shutil.copy2(source, tmp)
+        copied += 1
+    return copied
+
+
+def _same_file_stat(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns
+
+
+def kept_rows(dst: Path, settings: CropSettings, images: list[str]) -> pd.DataFrame:
+    """Report rows of an earlier run with the same settings whose source still exists and whose crop is on disk."""
+    empty = pd.DataFrame(columns=REPORT_COLUMNS)
+    report_path, meta_path = dst / REPORT_NAME, dst / META_NAME
+    if not report_path.is_file() or not meta_path.is_file():
+        return empty
+    try:
+        previous = json.loads(meta_path.read_text())["settings"]
+        report = typed(pd.read_csv(report_path, keep_default_na=True))
+    except (ValueError, KeyError, OSError) as err:
+        log.warning("facecrop: cannot read the previous report in %s (%s); cropping everything again", dst, err)
+        return empty
+    if previous != json.loads(json.dumps(asdict(settings))):
+        log.warning("facecrop: %s was cropped with other settings (%s); cropping everything again", dst, previous)
+        return empty
+    current = set(images)
+    keep = report["path"].isin(current) & report["path"].map(lambda rel: (dst / rel).is_file())
+    return report[keep].reset_index(drop=True)
+
+
+def write_report(dst: Path, report: pd.DataFrame, settings: CropSettings, errors: list[str]) -> None:
+    write_csv(dst / REPORT_NAME, report)
+    write_json(dst / META_NAME, {"settings": asdict(settings), "format_version": FORMAT_VERSION,
+                                 "images": len(report), "detected": int(report["detected"].sum()), "errors": errors,
+                                 "complete": not errors})
+
+
+def image_kind(path: str) -> str:
+    """The photo kind of a competition file name (`mask1`..`mask5`, `incorrect_mask`, `normal`), else `other`."""
+    stem = Path(path).stem
+    return stem if stem in IMAGE_KINDS else "other"
+
+
+def summarize(report: pd.DataFrame, dst: Path, processed: int, skipped: int, copied: int, errors: list[str],
+              seconds: float) -> str:
+    """A human summary: detection rate per image kind, counts, time and throughput."""
+    kinds = report.assign(kind=report["path"].map(image_kind)).groupby("kind")["detected"].agg(["size", "sum"])
+    order = [kind for kind in (*IMAGE_KINDS, "other") if kind in kinds.index]
+    lines = [f"facecrop -> {dst}: {len(report)} images ({processed} cropped now, {skipped} skipped as done), "
+             f"{copied} other files copied, {len(errors)} errors",
+             f"  {'kind':<16}{'images':>8}{'detected':>10}{'rate':>8}"]
+    for kind in order:
+        total, found = int(kinds.loc[kind, "size"]), int(kinds.loc[kind, "sum"])
+        lines.append(f"  {kind:<16}{total:>8}{found:>10}{found / total:>8.1%}")
+    misses = int((~report["detected"].astype(bool)).sum())
+    lines.append(f"  fallback crops (detected=False): {misses}")
+    lines.append(f"  time {seconds:.1f} s, {processed / max(seconds, 1e-9):.2f} images/s")
+    return "\n".join(lines)
+
+
+def error_message(errors: list[str], dst: Path) -> str:
+    listing = "\n".join(f"  {err}" for err in errors)
+    return (f"{len(errors)} image(s) could not be cropped (every other image was cropped and is listed in "
+            f"{dst / REPORT_NAME}):\n{listing}\nReplace or delete these files (and their table rows), then run again: "
+            f"finished crops are skipped.")

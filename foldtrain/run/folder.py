@@ -1,0 +1,94 @@
+"""The run folder: where each file of a CV run lives, and the checks made before anything is written to it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from foldtrain.files import StorageError, describe_storage_error, read_json
+
+
+class RunFolderError(RuntimeError):
+    """The run folder is in use, holds results the run would overwrite, or does not match the run."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run: `run.dir/run.name/`."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def fold(self, k: int) -> Path:
+        """`fold<k>/`; the all-data model of `cv.full_fit` lives in `full/`."""
+        return self.path / f"fold{k}"
+
+    @property
+    def full(self) -> Path:
+        return self.path / "full"
+
+    def weights(self, k: int) -> Path:
+        return self.fold(k) / "model.safetensors"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def has_results(self) -> bool:
+        """True when the folder already holds fold weights or a summary."""
+        return (self.path / "summary.json").exists() or any(self.path.glob("fold*/model.safetensors"))
+
+    def summary(self) -> dict:
+        """summary.json of a finished run.
+
+        Raises:
+            RunFolderError: the run never finished (no summary.json).
+        """
+        summary = read_json(self.path / "summary.json")
+        if summary is None:
+            raise RunFolderError(f"{self.path} has no summary.json: its training did not finish (continue it with "
+                                 f"train.resume=true) or it is not a run folder")
+        return summary
+
+    def trained_folds(self) -> list[int]:
+        """The folds a finished run trained, from its summary."""
+        return [int(k) for k in self.summary()["folds_trained"]]
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, before any data preparation, when `folder` cannot be created or written to.
+
+    Raises:
+        StorageError: naming the folder and what to do.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise StorageError(err.errno or 0, describe_storage_error(folder, err)) from err
+
+
+def newest_run(runs_root: str | Path) -> RunFolder:
+    """The most recently finished run below `runs_root` (by its summary.json)."""
+    summaries = sorted(Path(runs_root).glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    if not summaries:
+        raise RunFolderError(f"no finished run (summary.json) below {runs_root}; train first or pass --run")
+    return RunFolder(summaries[-1].parent)
+
+
+def describe_holder(lock_file: Path) -> str:
+    """`pid N on host H` from a lock file's content, or what is known."""
+    try:
+        text = lock_file.read_text().strip()
+    except OSError:
+        text = ""
+    return text or f"another process (pid unknown; lock {lock_file})"
+
+
+def this_process() -> str:
+    return f"pid {os.getpid()} on host {os.uname().nodename}"

@@ -1,0 +1,55 @@
+"""One writer per run folder: an exclusive OS file lock, held by the main process for the whole run.
+
+An OS lock (`flock`) dies with its process, so a killed run never leaves a stale lock behind to block
+`train.resume=true`, while a second start of the same run folder, with or without resume, is refused at once with
+the holder's pid and host. (On network file systems without lock support, use separate run folders per job.)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from foldtrain.run.folder import RunFolderError, describe_holder, this_process
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one writer is then the user's to ensure
+    fcntl = None
+
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """The run folder's lock; `acquire` or fail, `release` when the run ends (the OS releases it on death)."""
+
+    def __init__(self, folder: Path):
+        self.file = Path(folder) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock and write this process's pid and host into it.
+
+        Raises:
+            RunFolderError: another process holds it (the message names that process).
+        """
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise RunFolderError(f"run folder {self.file.parent} is in use by {describe_holder(self.file)}; "
+                                     f"wait for that run to end or pick another run.name") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, this_process().encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None

@@ -1,0 +1,90 @@
+"""The MLflow runs of a CV run: a parent, and one child per fold opened when the fold starts and ended when it ends.
+
+`FoldRuns` is attached to the fold loop as a hook on the main process. Folds that other processes fit alone
+(`cv.parallel=folds`) are logged afterwards from their metrics.csv and result.json, with their own start and end
+times, so every fold's run shows its true span. tracking.json in the run folder holds the run ids, so a resumed run
+reattaches to the same runs and prediction logs its submission to the parent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from foldtrain.config import Config
+from foldtrain.files import read_json, write_json
+from foldtrain.track.mlflow_tracker import MLflowTracker
+from foldtrain.train.checkpoint import read_result
+
+TRACKING = "tracking.json"
+
+
+class FoldRuns:
+    """Child runs per fold (hooks of `FoldFit`); `children` maps fold (or `full`) to run id."""
+
+    def __init__(self, tracker: MLflowTracker, parent_id: str | None, cfg: Config, run_dir: Path,
+                 data_frame: pd.DataFrame):
+        self.tracker, self.parent_id, self.cfg, self.run_dir = tracker, parent_id, cfg, run_dir
+        self.frame = data_frame
+        saved = read_json(run_dir / TRACKING, {}) if cfg.train.resume else {}
+        self.children: dict[str, str] = dict(saved.get("children", {}))
+
+    def save(self) -> None:
+        if self.parent_id:
+            write_json(self.run_dir / TRACKING, {"parent_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                                                 "experiment": self.cfg.mlflow.experiment,
+                                                 "children": self.children})
+
+    def _key(self, spec) -> str:
+        return "full" if spec.fold < 0 else str(spec.fold)
+
+    def open(self, key: str, started: float) -> str | None:
+        """The fold's run: reattached when a resumed run has one, else created (with its data split)."""
+        if not self.parent_id:
+            return None
+        if key in self.children:
+            return self.tracker.reattach(self.children[key])
+        cfg = self.cfg
+        params = {"run.name": cfg.run.name, "model.name": cfg.model.name, "data.image_size": cfg.data.image_size,
+                  "cv.folds": cfg.cv.folds, "fold": key}
+        run_id = self.tracker.start_run(f"{cfg.run.name}-fold{key}", tags={"fold": key}, params=params,
+                                        parent_id=self.parent_id, start_time=started)
+        if run_id:
+            self.children[key] = run_id
+            self.save()
+            if key != "full":
+                in_fold = self.frame["fold"] == int(key)
+                source = str(cfg.data.root)
+                self.tracker.log_dataset(run_id, self.frame[~in_fold], source, f"fold {key} training", "training")
+                self.tracker.log_dataset(run_id, self.frame[in_fold], source, f"fold {key} validation",
+                                         "validation")
+        return run_id
+
+    def fold_started(self, spec, progress) -> None:
+        self.open(self._key(spec), progress.started)
+
+    def epoch_ended(self, spec, progress) -> None:
+        rec = progress.history[-1]
+        self.tracker.log_metrics(self.children.get(self._key(spec)), rec.metrics(), step=rec.epoch,
+                                 timestamp=rec.ended)
+
+    def fold_ended(self, spec, progress, result: dict) -> None:
+        self.close(self._key(spec), result)
+
+    def close(self, key: str, result: dict) -> None:
+        run_id = self.children.get(key)
+        if result.get("best_f1") is not None:
+            self.tracker.log_metrics(run_id, {"best_val_f1": result["best_f1"], "best_epoch": result["best_epoch"]},
+                                     timestamp=result.get("ended"))
+        self.tracker.end_run(run_id, end_time=result.get("ended"))
+
+    def replay(self, fold: int) -> None:
+        """Log a fold another process fit alone, from its files, with its own start and end times."""
+        fold_dir = self.run_dir / f"fold{fold}"
+        result = read_result(fold_dir)
+        run_id = self.open(str(fold), result["started"])
+        for row in pd.read_csv(fold_dir / "metrics.csv").to_dict("records"):
+            metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_f1", "val_acc", "lr") if k in row}
+            self.tracker.log_metrics(run_id, metrics, step=int(row["epoch"]), timestamp=row.get("ended"))
+        self.close(str(fold), result)

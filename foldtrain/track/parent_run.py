@@ -1,0 +1,51 @@
+"""The parent MLflow run of a CV run: opened with the run's params, context and data set, closed with its scores."""
+
+from __future__ import annotations
+
+from foldtrain.config import Config, flatten
+from foldtrain.data.prepare import PreparedData
+from foldtrain.files import read_json
+from foldtrain.run.folder import RunFolder
+from foldtrain.track.fold_runs import TRACKING
+from foldtrain.track.mlflow_tracker import MLflowTracker
+from foldtrain.track.results import PICTURES
+
+SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
+ARTIFACTS = ("summary.json", "folds.csv", "oof.csv", "per_class_f1.csv", *PICTURES)
+
+
+def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: PreparedData,
+                facts: dict) -> str | None:
+    """The parent run: reattached on resume, else created with every resolved config value as a param."""
+    saved = read_json(folder / TRACKING, {}) if cfg.train.resume else {}
+    if saved.get("parent_id"):
+        return tracker.reattach(saved["parent_id"])
+    params = flatten(cfg) | {"mlflow.tracking_uri": tracker.connect()} | facts
+    parent = tracker.start_run(cfg.run.name, tags={"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"},
+                               params=params)
+    tracker.log_artifact(parent, folder / "config.yaml")
+    if cfg.data.label_fixes:
+        tracker.log_artifact(parent, cfg.data.label_fixes, "label_fixes")
+    name = f"{folder.name}: {len(data.frame)} images, {len(data.classes)} classes"
+    tracker.log_dataset(parent, data.frame, str(cfg.data.root), name, "training")
+    return parent
+
+
+def describe(cfg: Config, summary: dict) -> str:
+    """The parent's one-line description."""
+    return (f"{cfg.model.name} at {cfg.data.image_size} px, {len(summary['folds_trained'])} of {cfg.cv.folds} folds: "
+            f"CV F1 {summary['cv_f1_mean']:.4f} +- {summary['cv_f1_std']:.4f}, out-of-fold F1 {summary['oof_f1']:.4f} "
+            f"(honest {summary['oof_f1_honest']:.4f})")
+
+
+def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder: RunFolder, summary: dict) -> None:
+    """Scores (per fold with step = fold), description, artifacts, then FINISHED."""
+    if not parent:
+        return
+    tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None})
+    for fold, f1 in summary["fold_f1"].items():
+        tracker.log_metrics(parent, {"fold_f1": f1, "best_epoch": summary["best_epoch"][fold]}, step=int(fold))
+    tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary)})
+    for name in ARTIFACTS:
+        tracker.log_artifact(parent, folder / name)
+    tracker.end_run(parent)

@@ -1,0 +1,110 @@
+"""The folds of a CV run, as small strategies around `FoldFit`.
+
+- `train_folds`: `cv.parallel=ddp` fits each fold with every process together, `folds` gives each process its own
+  folds to fit alone;
+- `choose_honest_checkpoints`: `train.checkpoint=honest` keeps, for each fold, the epoch the other folds' best
+  epochs point to (chosen once every fold is done);
+- `fit_all_data`: `cv.full_fit`, one model on every image for as many epochs as the checkpoint rule suggests.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+
+from foldtrain.files import write_json
+from foldtrain.train.checkpoint import EPOCHS_DIR, WEIGHTS, epoch_weights, read_result
+from foldtrain.train.fit import FitSpec, FoldFit, Hooks
+from foldtrain.train.placement import Alone, Shared
+from foldtrain.train.session import Session
+
+log = logging.getLogger("foldtrain")
+
+
+def planned_folds(session: Session) -> list[int]:
+    """The folds this run trains (`cv.only`, else all)."""
+    cfg = session.cfg
+    return list(cfg.cv.only) if cfg.cv.only is not None else list(range(cfg.cv.folds))
+
+
+def unfinished(session: Session, folds: list[int]) -> list[int]:
+    """Folds without a finished result (all of them unless resuming)."""
+    if not session.cfg.train.resume:
+        return folds
+    done = [f for f in folds if read_result(session.folder.fold(f)).get("finished")]
+    for fold in done:
+        log.info("fold %d: finished earlier, kept as is", fold)
+    return [f for f in folds if f not in done]
+
+
+def fold_spec(session: Session, fold: int) -> FitSpec:
+    train_rows, val_rows = session.data.rows_of(fold)
+    return FitSpec(fold, f"fold {fold}", session.folder.fold(fold), train_rows, val_rows, session.cfg.train.epochs,
+                   session.cfg.train.seed + fold)
+
+
+def train_folds(session: Session, folds: list[int], hooks: list[Hooks]) -> None:
+    """Fit `folds` as `cv.parallel` says; every process calls this, and returns when all folds are done."""
+    accelerator = session.accelerator
+    if session.cfg.cv.parallel == "ddp":
+        for fold in folds:
+            FoldFit(session, fold_spec(session, fold), Shared(accelerator), hooks).run()
+        return
+    for fold in assigned(folds, accelerator):
+        FoldFit(session, fold_spec(session, fold), Alone(accelerator), hooks).run()
+    accelerator.wait_for_everyone()
+
+
+def assigned(folds: list[int], accelerator) -> list[int]:
+    """The folds this process fits alone with `cv.parallel=folds`: every W-th, starting at its rank."""
+    return folds[accelerator.process_index::accelerator.num_processes]
+
+
+def honest_epochs(best: dict[int, int], epochs_run: dict[int, int]) -> dict[int, int]:
+    """For each fold, the median best epoch of the other folds (its own validation rows unused), within the
+    epochs it ran; a lone fold keeps its own best."""
+    chosen = {}
+    for fold, own in best.items():
+        others = [e for f, e in best.items() if f != fold]
+        epoch = int(np.floor(np.median(others) + 0.5)) if others else own
+        chosen[fold] = min(epoch, epochs_run[fold] - 1)
+    return chosen
+
+
+def choose_honest_checkpoints(session: Session, folds: list[int]) -> None:
+    """`train.checkpoint=honest`: make each fold's kept epoch its `honest_epochs` choice (main process)."""
+    results = {f: read_result(session.folder.fold(f)) for f in folds}
+    chosen = honest_epochs({f: r["best_epoch"] for f, r in results.items()},
+                           {f: r["epochs_run"] for f, r in results.items()})
+    for fold, epoch in chosen.items():
+        fold_dir = session.folder.fold(fold)
+        if results[fold].get("checkpoint_epoch") is None:
+            shutil.copyfile(epoch_weights(fold_dir, epoch), fold_dir / WEIGHTS)
+            write_json(fold_dir / "result.json", results[fold] | {"checkpoint_epoch": epoch})
+        shutil.rmtree(fold_dir / EPOCHS_DIR, ignore_errors=True)
+    log.info("honest checkpoints: epochs %s", chosen)
+
+
+def full_fit_epochs(session: Session, folds: list[int]) -> int:
+    """Epochs of the all-data model: the folds' median kept epoch + 1 (their planned epochs for `last`)."""
+    if session.cfg.train.checkpoint == "last":
+        return session.cfg.train.epochs
+    kept = [read_result(session.folder.fold(f))["checkpoint_epoch"] for f in folds]
+    return int(np.median(kept)) + 1
+
+
+def fit_all_data(session: Session, folds: list[int], hooks: list[Hooks]) -> None:
+    """`cv.full_fit`: one model on every image, no validation; `full/model.safetensors`."""
+    accelerator, cfg = session.accelerator, session.cfg
+    epochs = full_fit_epochs(session, folds)
+    if accelerator.is_main_process:
+        log.info("full fit: all %d images for %d epochs", len(session.data.frame), epochs)
+    spec = FitSpec(-1, "full", session.folder.full, np.arange(len(session.data.frame)), np.zeros(0, dtype=np.int64),
+                   epochs, cfg.train.seed + cfg.cv.folds)
+    if cfg.cv.parallel == "ddp":
+        FoldFit(session, spec, Shared(accelerator), hooks).run()
+    elif accelerator.is_main_process:
+        FoldFit(session, spec, Alone(accelerator), hooks).run()
+    accelerator.wait_for_everyone()

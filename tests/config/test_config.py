@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from foldtrain.config import ConfigError, build_config, dump, flatten, image_hw, keys
+
+
+def test_defaults_then_file_then_overrides(tmp_path: Path):
+    file = tmp_path / "c.yaml"
+    file.write_text("train:\n  epochs: 3\n  lr: 0.1\nmodel:\n  name: resnet18\n")
+    cfg = build_config([file], ["train.epochs=7", "cv.only=[0, 2]", "model.pretrained=true", "data.image_size=[64,48]"])
+    assert cfg.train.epochs == 7  # override beats file
+    assert cfg.train.lr == 0.1  # file beats default
+    assert cfg.model.name == "resnet18"
+    assert cfg.model.pretrained is True
+    assert cfg.cv.only == [0, 2]
+    assert image_hw(cfg.data.image_size) == (64, 48)
+    assert cfg.train.batch_size == 32  # default kept
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("train.epochz=3", "train.epochz"),
+    ("trian.epochs=3", "trian"),
+    ("train.epochs=many", "train.epochs"),
+    ("data.format=parquet", "data.format"),
+    ("cv.only=[7]", "cv.only"),
+    ("epochs=3", "section.key=value"),
+    ("model.pretrained=maybe", "model.pretrained"),
+])
+def test_bad_overrides_name_the_key(override: str, needle: str):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        build_config([], [override])
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path):
+    file = tmp_path / "bad.yaml"
+    file.write_text("train:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.learning_rate"):
+        build_config([file])
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        build_config(["/nonexistent/c.yaml"])
+
+
+def test_int_accepted_for_float_and_saved_config_round_trips(tmp_path: Path):
+    cfg = build_config([], ["train.lr=1", "run.name=x"])
+    assert isinstance(cfg.train.lr, float)
+    (tmp_path / "config.yaml").write_text(dump(cfg))
+    assert build_config([tmp_path / "config.yaml"]) == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["run"]["name"] == "x"
+    assert flatten(cfg)["train.lr"] == 1.0
+
+
+def test_shipped_configs_load():
+    repo = Path(__file__).resolve().parents[1]
+    for path in sorted((repo / "launch" / "configs").glob("*.yaml")):
+        build_config([path])
+    seeds = build_config([repo / "launch" / "configs" / "seeds.yaml"])
+    assert seeds.model.name == "efficientnet_b4" and seeds.aug.cutmix_mode == "band" and seeds.data.age_bins == [30, 58]
+
+
+@pytest.mark.parametrize("override, range_text", [
+    ("data.image_size=0", "at least 8"), ("data.image_size=[64]", "[height, width]"),
+    ("data.image_size=[64,4]", "at least 8"), ("aug.scale_min=3", "in (0, 1]"), ("aug.scale_min=0", "in (0, 1]"),
+    ("train.lr=-1", "above 0"), ("train.lr=0", "above 0"), ("aug.hflip=1.5", "in [0, 1]"),
+    ("cv.folds=1", "at least 2"), ("train.early_stopping=-1", "at least 0"), ("train.epochs=0", "at least 1"),
+    ("train.ema=1", "in [0, 1)"), ("data.age_bins=[60,30]", "increasing"), ("facecrop.margins=[1,2,3]", "four"),
+    ("aug.auto_augment=nonsense", "timm policy"), ("run.name=../x", "folder name"), ("cv.only=[0,0]", "distinct"),
+    ("train.clip_grad=0", "above 0"), ("data.num_workers=-2", "at least -1"), ("train.checkpoint=first", "one of"),
+])
+def test_out_of_range_values_name_key_value_and_range(override: str, range_text: str):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as caught:
+        build_config([], [override])
+    message = str(caught.value)
+    assert key in message and range_text in message and value.replace(",", ", ") in message.replace("'", "")
+
+
+def test_cutmix_plus_mixup_at_most_one():
+    build_config([], ["aug.cutmix=0.5", "aug.mixup=0.5"])
+    with pytest.raises(ConfigError, match=r"aug.cutmix \+ aug.mixup"):
+        build_config([], ["aug.cutmix=0.6", "aug.mixup=0.5"])
+
+
+def test_every_key_has_a_doc_and_the_readme_lists_it():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, spec in keys().items():
+        assert spec.metadata.get("doc"), name
+        assert f"`{name}`" in readme, f"README config reference lacks {name}"

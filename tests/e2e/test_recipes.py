@@ -1,0 +1,122 @@
+"""Recipe switches and data formats end to end through the real CLIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import accelerate_launch, run_module
+
+pytestmark = pytest.mark.slow
+
+TINY = ["model.name=resnet10t", "data.image_size=32", "train.batch_size=16", "data.num_workers=0"]
+
+
+def test_seeds_style_recipe(demo_root: Path, tmp_path: Path):
+    persons = pd.read_csv(demo_root / "train" / "train.csv", dtype={"id": str})
+    male = persons[persons["gender"] == "male"].iloc[0]
+    fixes = tmp_path / "fixes.csv"
+    pd.DataFrame({"id": [male["id"]], "fix": ["to_female"]}).to_csv(fixes, index=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = accelerate_launch([
+        f"data.root={demo_root}", *TINY, "train.loss=focal", "aug.cutmix=0.5", "aug.cutmix_mode=band",
+        "aug.vflip=0.5", "train.optimizer=radam", "train.scheduler=cosine_restarts", "train.t0=2",
+        "train.early_stopping=2", "train.save_above=0.0", "model.heads=multi", f"data.label_fixes={fixes}",
+        "data.age_bins=[30,58]", "cv.only=[0]", "train.epochs=3", "run.name=seeds", f"mlflow.tracking_uri={uri}",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "label fixes from" in result.stderr and "applied to 1 persons" in result.stderr
+    run = tmp_path / "runs" / "seeds"
+    folds = pd.read_csv(run / "folds.csv")
+    fixed = folds[folds["person"] == male["path"]]
+    assert len(fixed) == 7 and (fixed["gender"] == 1).all()
+    late = folds[folds["age"].between(58, 59)]
+    assert len(late) and (late["label"] % 3 == 2).all()
+    assert len(list((run / "fold0").glob("*.safetensors"))) >= 3
+    out = tmp_path / "sub.csv"
+    predicted = run_module("ensemble.predict", ["--run", str(run), "--out", str(out)], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    submission = pd.read_csv(out)
+    info = pd.read_csv(demo_root / "eval" / "info.csv")
+    assert submission["ImageID"].tolist() == info["ImageID"].tolist() and submission["ans"].between(0, 17).all()
+
+
+def test_mixup_smoothing_onecycle_ce_f1_and_full_fit(demo_root: Path, tmp_path: Path):
+    result = accelerate_launch([
+        f"data.root={demo_root}", *TINY, "aug.mixup=0.5", "train.label_smoothing=0.1", "train.optimizer=adamw",
+        "train.scheduler=onecycle", "train.loss=ce+f1", "train.ema=0.9", "data.normalize=dataset",
+        "cv.only=[0,1]", "train.epochs=2", "cv.full_fit=true", "run.name=mix",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "runs" / "mix"
+    assert (run / "full" / "model.safetensors").exists()
+    assert len(json.loads((run / "normalize.json").read_text())["mean"]) == 3
+    out = tmp_path / "sub.csv"
+    predicted = run_module("ensemble.predict", ["--run", str(run), "--out", str(out), "--include-full"], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "x 3 folds" in predicted.stderr  # two folds and the all-data model
+
+
+def draw_mask_set(root: Path, per_class: int = 60) -> None:
+    """A with_mask/without_mask ImageFolder set: a face-coloured disc, with or without a blue lower half."""
+    rng = np.random.default_rng(0)
+    for name in ("with_mask", "without_mask"):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            image = np.full((64, 64, 3), rng.integers(0, 255, 3), dtype=np.uint8)
+            yy, xx = np.mgrid[:64, :64]
+            face = (yy - 32) ** 2 + (xx - 32) ** 2 < 400
+            image[face] = (220, 180, 150)
+            if name == "with_mask":
+                image[face & (yy > 34)] = (40, 90, 200)
+            Image.fromarray(image).save(folder / f"{i}.png")
+        (folder / "._0.png").write_bytes(b"\x00\x05\x16\x07junk")
+
+
+def test_imagefolder_three_folds(tmp_path: Path):
+    draw_mask_set(tmp_path / "masks")
+    result = accelerate_launch([
+        f"data.root={tmp_path / 'masks'}", *TINY, "cv.folds=3", "train.epochs=2", "run.name=folder",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "runs" / "folder"
+    oof = pd.read_csv(run / "oof.csv")
+    assert len(oof) == 120 and set(oof["pred"]) <= {0, 1} and sorted(oof["fold"].unique()) == [0, 1, 2]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["classes"] == ["with_mask", "without_mask"] and summary["heads"] == "single"
+
+
+def test_csv_format_with_groups(tmp_path: Path):
+    draw_mask_set(tmp_path / "data", per_class=20)
+    rows = [{"path": f"{name}/{i}.png", "label": name, "group": f"{name}-{i // 2}"}
+            for name in ("with_mask", "without_mask") for i in range(20)]
+    pd.DataFrame(rows).to_csv(tmp_path / "data" / "train.csv", index=False)
+    result = accelerate_launch([
+        f"data.root={tmp_path / 'data'}", "data.format=csv", *TINY, "cv.folds=3", "train.epochs=1",
+        "run.name=csv", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    folds = pd.read_csv(tmp_path / "runs" / "csv" / "folds.csv")
+    assert (folds.groupby("person")["fold"].nunique() == 1).all() and len(folds) == 40
+
+
+def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
+    result = accelerate_launch([
+        f"data.root={demo_root}", *TINY, "data.face_crop=true", "cv.only=[0]", "train.epochs=1", "run.name=faces",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "training on face crops in" in result.stderr
+    crops = list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))
+    assert len(crops) == 1 and pd.read_csv(crops[0])["path"].str.startswith("train/").sum() == 7 * 20
+    predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "faces")], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert len(list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))) == 2
