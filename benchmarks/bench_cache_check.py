@@ -21,9 +21,10 @@ from pathlib import Path
 import common
 import numpy as np
 
-from foldtrain.cache import _write_meta, is_valid
 from foldtrain.cpus import available_cores
-from foldtrain.transforms import working_size
+from foldtrain.data.cache import _row_crcs, is_valid, open_cache
+from foldtrain.data.transforms import working_size
+from foldtrain.files import write_json
 
 
 def write_random_cache(folder: Path, count: int, size_hw: tuple[int, int]) -> Path:
@@ -35,8 +36,8 @@ def write_random_cache(folder: Path, count: int, size_hw: tuple[int, int]) -> Pa
         stop = min(count, start + 500)
         array[start:stop] = rng.integers(0, 256, (stop - start, *size_hw, 3), dtype=np.uint8)
     array.flush()
-    del array
-    _write_meta(target, written, count, size_hw, available_cores())
+    crcs = _row_crcs(open_cache(written), range(count), available_cores())
+    write_json(target.with_suffix(".json"), {"count": count, "size_hw": list(size_hw), "crc32": crcs})
     written.rename(target)
     return target
 

@@ -22,8 +22,11 @@ import torch
 from PIL import Image
 from skimage import data
 
-from foldtrain.facecrop import CropSettings, crop_faces, detection_copy, grow_box, save_atomic
-from foldtrain.images import load_rgb
+from foldtrain.data.images import load_rgb
+from foldtrain.facecrop import CropSettings, crop_faces
+from foldtrain.facecrop.detect import detection_copy
+from foldtrain.facecrop.geometry import grow_box
+from foldtrain.facecrop.tree import save_atomic
 
 CANVAS = (384, 512)
 

@@ -26,9 +26,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from foldtrain.cache import build_cache
-from foldtrain.data import CachedImageDataset, build_loader
-from foldtrain.transforms import DeviceNormalize, build_train_transform, working_size
+from foldtrain.data.cache import build_cache
+from foldtrain.data.loaders import CachedImageDataset, build_loader
+from foldtrain.data.transforms import DeviceNormalize, build_train_transform, working_size
 
 SIZE = (96, 96)
 BATCH = 32

@@ -36,7 +36,7 @@ def demo_root(data: str | None, persons: int = 60, seed: int = 7) -> Iterator[Pa
 
 def train_table(root: Path) -> tuple[list[Path], list[int]]:
     """Absolute image paths and 18-class labels of the training set, read the way foldtrain reads it."""
-    from foldtrain.layout import read_table
+    from foldtrain.data.tables import read_table
 
     frame = read_table(root).frame
     return [root / p for p in frame["path"]], frame["label"].astype(int).tolist()

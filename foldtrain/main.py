@@ -60,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Status:
-    """How far the run got, for the line an interruption prints (a hook of the fold loop)."""
+    """How far the run got, for the line an interruption prints (a hook of the fold loop, called once an epoch's
+    resume state is saved)."""
 
     def __init__(self):
         self.done: str | None = None
         self.rank = 0
 
     def where(self) -> str:
-        return f"after {self.done}" if self.done else "before the first epoch ended"
+        return f"after {self.done}" if self.done else "before any epoch's state was saved"
 
     def rank_label(self) -> str:
         return f" (process {self.rank})" if self.rank else ""

@@ -52,3 +52,14 @@ def run_module(module: str, args: list[str], cwd: Path, timeout: int = 300, **en
     """Run `python -m MODULE ARGS`."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(**env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def run_main(args: list[str], cwd: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """`python foldtrain/main.py ARGS`: a single-process run without the launcher, as the README documents."""
+    return subprocess.run([sys.executable, str(REPO / "foldtrain" / "main.py"), *args], cwd=cwd, env=cli_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> bool:
+    """True when neither stream holds a Python traceback."""
+    return "Traceback" not in result.stderr and "Traceback" not in result.stdout

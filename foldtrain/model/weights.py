@@ -7,6 +7,8 @@ made for another model is a `WeightsError` whose one line names the file and wha
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -20,14 +22,26 @@ class WeightsError(ValueError):
     """A weights file is missing, unreadable or does not fit the model; the message names it."""
 
 
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                      metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, atomically; its I/O errors come back as OSErrors (so a full disk is named)."""
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:
+            found = re.search(r"os error (\d+)", str(err))
+            if found is None:
+                raise
+            raise OSError(int(found.group(1)), os.strerror(int(found.group(1)))) from err
+
+
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
     """Write `state_dict` to `path`; a kill mid-write leaves the previous file intact.
 
     `metadata` values are stored JSON-encoded under their keys (safetensors metadata holds strings only).
     """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+    write_safetensors(tensors, path, {k: json.dumps(v) for k, v in (metadata or {}).items()})
 
 
 def load_weights(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"
@@ -25,14 +27,34 @@ def setup_logging(is_main: bool) -> None:
     logging.getLogger("accelerate").setLevel(logging.WARNING)
 
 
+_deferred: list[int] = []  # signals that arrived inside `uninterrupted()`
+_depth = [0]
+
+
 def raise_on_signals() -> None:
     """Turn SIGTERM and SIGINT into `Interrupted` in the main thread, so a run ends its MLflow runs as KILLED and
     says how to resume, instead of dying mid-write or printing every thread's traceback."""
     def interrupt(number: int, _frame) -> None:
+        if _depth[0]:
+            _deferred.append(number)
+            return
         raise Interrupted(number)
 
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, interrupt)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold an interruption until the block is done: saving an epoch's state and recording that it is saved
+    happen together, so the line an interruption prints names the epoch a resume really continues after."""
+    _depth[0] += 1
+    try:
+        yield
+    finally:
+        _depth[0] -= 1
+        if not _depth[0] and _deferred:
+            raise Interrupted(_deferred.pop())
 
 
 def die_with_launcher() -> None:

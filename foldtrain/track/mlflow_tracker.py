@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,9 @@ class MLflowTracker:
             import mlflow.data
             from mlflow.entities import DatasetInput, InputTag
 
-            dataset = mlflow.data.from_pandas(frame, source=source, name=name)
+            with warnings.catch_warnings():  # schema hints about integer columns and ambiguous local sources
+                warnings.simplefilter("ignore")
+                dataset = mlflow.data.from_pandas(frame, source=source, name=name)
             entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
             self.client.log_inputs(run_id, datasets=[entity])
 

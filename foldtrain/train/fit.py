@@ -25,6 +25,7 @@ from foldtrain.data.stats import resolve_normalization
 from foldtrain.data.transforms import DeviceNormalize, build_eval_transform, build_train_transform
 from foldtrain.model.factory import build_model, freeze_backbone, model_norm
 from foldtrain.model.losses import loss_factory
+from foldtrain.run.process import uninterrupted
 from foldtrain.train import metrics
 from foldtrain.train.batch import BatchPrep
 from foldtrain.train.checkpoint import CheckpointPolicy, ValScores
@@ -87,12 +88,16 @@ class FoldFit:
         stopping = EarlyStopping(self.cfg.train.early_stopping if len(self.spec.val_rows) else 0)
         for epoch in range(progress.next_epoch, self.spec.epochs):
             self.epoch(progress, epoch)
-            if stopping.should_stop(progress):
+            stop = stopping.should_stop(progress)
+            with uninterrupted():
+                if not stop and epoch < self.spec.epochs - 1:
+                    self.save_state(progress)
+                for hook in self.hooks:
+                    hook.epoch_ended(self.spec, progress)
+            if stop:
                 log.info("%s: early stop after epoch %d (no val_f1 gain for %d epochs)", self.spec.name, epoch,
                          stopping.patience)
                 break
-            if epoch < self.spec.epochs - 1:
-                self.save_state(progress)
         result = self.checkpoints.finish(progress, time.time()) if self.place.is_writer else {}
         if self.place.is_writer:
             clear_fold_state(self.spec.out_dir)
@@ -153,7 +158,7 @@ class FoldFit:
         return train, build_loader(val_set, cfg.train.batch_size, False, workers, pin)
 
     def epoch(self, progress: FoldProgress, epoch: int) -> None:
-        """Train one epoch, validate, record, keep, report."""
+        """Train one epoch, validate, record and keep what the checkpoint policy says."""
         started = time.time()
         train_loss = train_one_epoch(self.model, self.train_loader, self.optimizer, self.loss_fn,
                                      self.batch_prep, self.s.accelerator, self.counter,
@@ -171,8 +176,6 @@ class FoldFit:
                  " ".join(f"{k} {v:.4f}" for k, v in rec.metrics().items() if k != "lr"), rec.seconds)
         if self.place.is_writer:
             self.checkpoints.after_epoch(progress, improved, lambda: self.eval_net.state_dict(), val)
-        for hook in self.hooks:
-            hook.epoch_ended(self.spec, progress)
 
     def after_update(self, updates: int) -> None:
         """After each optimizer update: the per-update schedule and the EMA."""

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from foldtrain.files import atomic_path
+from foldtrain.model.weights import write_safetensors
 
 STATE, TMP, OLD = "state", "state.tmp", "state.old"
 
@@ -77,8 +78,7 @@ def write_state(folder: Path, stem: str, state: dict[str, Any]) -> None:
     """`stem.json` + `stem.safetensors` in `folder`."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = split(state, tensors)
-    with atomic_path(folder / f"{stem}.safetensors") as tmp:
-        save_file(tensors, str(tmp))
+    write_safetensors(tensors, folder / f"{stem}.safetensors")
     with atomic_path(folder / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(skeleton))
 

@@ -55,7 +55,7 @@ def test_int_accepted_for_float_and_saved_config_round_trips(tmp_path: Path):
 
 
 def test_shipped_configs_load():
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for path in sorted((repo / "launch" / "configs").glob("*.yaml")):
         build_config([path])
     seeds = build_config([repo / "launch" / "configs" / "seeds.yaml"])

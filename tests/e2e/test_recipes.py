@@ -114,7 +114,7 @@ def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
         f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "training on face crops in" in result.stderr
+    assert "using face crops of" in result.stderr
     crops = list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))
     assert len(crops) == 1 and pd.read_csv(crops[0])["path"].str.startswith("train/").sum() == 7 * 20
     predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "faces")], cwd=tmp_path)
