@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import numpy as np
 
+import common
 from foldtrain.cpus import available_cores
 from foldtrain.data.cache import _row_crcs, is_valid, open_cache
 from foldtrain.data.transforms import working_size

@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import pandas as pd
+
+import common
 
 # Deviations from the notebooks, all in the seeds' favour or neutral: 96x96 inputs from a 128x96 resize (they cropped
 # 380x380 from the full photo), ImageNet mean/std constants, folds grouped by person (as ours are) so both sides

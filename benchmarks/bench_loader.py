@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+import common
 from foldtrain.data.cache import build_cache
 from foldtrain.data.loaders import CachedImageDataset, build_loader
 from foldtrain.data.transforms import DeviceNormalize, build_train_transform, working_size

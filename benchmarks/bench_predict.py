@@ -7,7 +7,7 @@ Images are the data set's eval images, read the way `ensemble.predict` reads the
 weights. Variants, all under `torch.no_grad()` in eval mode:
 
 - batched: per fold, one pass over the loader with `BatchedTTA` (original + hflip stacked into one forward),
-  the loop of `ensemble.predict.ensemble_logits`;
+  the loop of `foldtrain.model.fold_ensemble.FoldEnsemble`;
 - ttach: per fold, one pass with `ttach.ClassificationTTAWrapper` (one forward per view);
 - single: one model, one pass, no TTA: the ceiling, images/s of plain forwards.
 
@@ -22,18 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import common
 import numpy as np
 import torch
 import ttach
 
-from ensemble.tta import BatchedTTA, tta_transforms, views_per_pass
-from foldtrain.cache import build_cache
-from foldtrain.data import CachedImageDataset, build_loader
-from foldtrain.layout import read_eval
-from foldtrain.model import build_model, model_norm
-from foldtrain.process import keep_freed_memory
-from foldtrain.transforms import DeviceNormalize, build_eval_transform, working_size
+import common
+from foldtrain.cpus import keep_freed_memory
+from foldtrain.data.cache import build_cache
+from foldtrain.data.loaders import CachedImageDataset, build_loader
+from foldtrain.data.tables import read_eval
+from foldtrain.data.transforms import DeviceNormalize, build_eval_transform, working_size
+from foldtrain.model.factory import build_model, model_norm
+from foldtrain.model.tta import BatchedTTA, tta_transforms, views_per_pass
 
 SIZE = (96, 96)
 

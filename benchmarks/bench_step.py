@@ -7,7 +7,7 @@ not the decoding, is measured; --data is accepted for a uniform command line and
 DataLoader with 0 workers, normalised by `DeviceNormalize`, with the same AdamW optimizer (torch's fused kernel,
 as foldtrain builds it), so only the loop around the step differs.
 
-- ours: `foldtrain.engine.train_one_epoch` on `Accelerator(cpu=True).prepare(...)`d objects, with the timm
+- ours: `foldtrain.train.loop.train_one_epoch` on `Accelerator(cpu=True).prepare(...)`d objects, with the timm
   cosine schedule foldtrain steps every update (everything a real epoch does);
 - plain: `loss = ce(model(x), y); loss.backward(); opt.step(); opt.zero_grad()`.
 
@@ -25,18 +25,18 @@ import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in either loop (ours draws one on a terminal)
 
-import common  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from foldtrain import recipe  # noqa: E402
-from foldtrain.config import Config  # noqa: E402
-from foldtrain.engine import EpochState, train_one_epoch  # noqa: E402
-from foldtrain.model import build_model, model_norm  # noqa: E402
-from foldtrain.optim import build_optimizer, build_scheduler  # noqa: E402
-from foldtrain.process import keep_freed_memory  # noqa: E402
-from foldtrain.transforms import DeviceNormalize  # noqa: E402
+import common  # noqa: E402
+from foldtrain.cpus import keep_freed_memory  # noqa: E402
+from foldtrain.data.mixing import BatchMixer  # noqa: E402
+from foldtrain.data.transforms import DeviceNormalize  # noqa: E402
+from foldtrain.model.factory import build_model, model_norm  # noqa: E402
+from foldtrain.train.batch import BatchPrep  # noqa: E402
+from foldtrain.train.loop import UpdateCounter, train_one_epoch  # noqa: E402
+from foldtrain.train.optim import build_optimizer, build_scheduler  # noqa: E402
 
 MODEL, CLASSES, BATCH, SIZE, LR, WD = "resnet10t", 18, 32, 96, 0.003, 1e-4
 
@@ -81,18 +81,19 @@ def fresh_model() -> tuple[torch.nn.Module, DeviceNormalize]:
 
 
 def ours_runner(steps: int):
-    """An epoch function for foldtrain's loop, set up the way foldtrain/cv.py sets up a fold."""
+    """An epoch function for foldtrain's loop, set up the way foldtrain/train/fit.py sets up a fold."""
     accelerator = Accelerator(cpu=True)
     model, normalize = fresh_model()
     optimizer = build_optimizer(model, "adamw", LR, WD)
     model, optimizer, loader = accelerator.prepare(model, optimizer, synthetic_loader(steps, 1))
     scheduler = build_scheduler(optimizer, "cosine", 1000, len(loader), 1, LR)  # long schedule: lr stays sane
-    clock, state, loss_fn = StepClock(loader), EpochState(), torch.nn.CrossEntropyLoss()
-    # The batch preparation cv.py builds from the default aug.* keys: normalisation only (no erasing/mixing).
-    batch_prep = recipe.build_batch_prep(Config(), normalize, CLASSES, accelerator.device, seed=0)
+    clock, counter, loss_fn = StepClock(loader), UpdateCounter(), torch.nn.CrossEntropyLoss()
+    # The batch preparation FoldFit builds from the default aug.* keys: normalisation only (no erasing/mixing).
+    batch_prep = BatchPrep(normalize, 0.0, BatchMixer(0.0, 0.0, "box", CLASSES), accelerator.device)
 
     def run_epoch() -> None:
-        train_one_epoch(model, clock, optimizer, scheduler, loss_fn, batch_prep, accelerator, state)
+        train_one_epoch(model, clock, optimizer, loss_fn, batch_prep, accelerator, counter,
+                        on_update=scheduler.step_update)
 
     return run_epoch, clock
 

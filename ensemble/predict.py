@@ -19,6 +19,7 @@ import torch
 
 from foldtrain.config import Config, build_config
 from foldtrain.config.schema import TTA, RunConfig
+from foldtrain.cpus import keep_freed_memory
 from foldtrain.data.eval_set import eval_loader
 from foldtrain.errors import EXPECTED
 from foldtrain.files import write_csv
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    keep_freed_memory()
     try:
         if args.blend:
             from ensemble.blend_predict import predict_blend

@@ -88,7 +88,7 @@ def train(cfg: Config, status: Status) -> int:
     from accelerate import Accelerator
 
     from foldtrain.config import dump
-    from foldtrain.cpus import use_all_cores
+    from foldtrain.cpus import keep_freed_memory, use_all_cores
     from foldtrain.data.prepare import prepare_data
     from foldtrain.files import write_text
     from foldtrain.model.heads import resolve_heads
@@ -98,6 +98,7 @@ def train(cfg: Config, status: Status) -> int:
     from foldtrain.train.session import Session
 
     started = time.perf_counter()
+    keep_freed_memory()
     # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
     status.rank = accelerator.process_index
