@@ -123,6 +123,7 @@ def train(cfg: Config, status: Status) -> int:
                  accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
         tracking = Tracking(cfg, folder, data, facts)
         hooks.append(tracking.fold_runs)
+    monitor = start_system_metrics(cfg, accelerator, tracking)
     try:
         todo = cv.unfinished(session, folds)
         cv.train_folds(session, todo, hooks)
@@ -140,11 +141,28 @@ def train(cfg: Config, status: Status) -> int:
             tracking.abort(err)
         raise
     finally:
+        if monitor is not None:
+            from foldtrain.track.system_metrics import stop_monitor
+
+            stop_monitor(monitor)
         if lock is not None:
             lock.release()
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def start_system_metrics(cfg: Config, accelerator, tracking: Tracking | None):
+    """`mlflow.system_metrics`: one monitor per machine, logging to the parent run (its id shared by broadcast)."""
+    if not cfg.mlflow.system_metrics:
+        return None
+    from accelerate.utils import broadcast_object_list
+
+    from foldtrain.track.system_metrics import start_monitor
+
+    ids = [(tracking.parent, tracking.tracker.uri) if tracking is not None else (None, None)]
+    broadcast_object_list(ids)
+    return start_monitor(*ids[0]) if accelerator.is_local_main_process else None
 
 
 def run_facts(cfg: Config, accelerator) -> dict:
@@ -174,10 +192,20 @@ class Tracking:
             self.fold_runs.replay(fold)
 
     def finish(self, folds: list[int], facts: dict) -> None:
+        from foldtrain.files import write_json
         from foldtrain.track.parent_run import close_parent
         from foldtrain.track.results import write_results
 
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        if self.cfg.mlflow.log_model:
+            from foldtrain.track.model_logging import log_ensemble_model
+
+            model_uri = log_ensemble_model(self.tracker, self.parent, self.cfg, self.folder, self.data, folds)
+            if model_uri:
+                summary["model_uri"] = model_uri
+                write_json(self.folder / "summary.json", summary)
+                self.fold_runs.model_uri = model_uri
+                self.fold_runs.save()
         log.info("done: cv_f1 %.4f +- %.4f, oof_f1 %.4f (honest %.4f), oof_acc %.4f -> %s", summary["cv_f1_mean"],
                  summary["cv_f1_std"], summary["oof_f1"], summary["oof_f1_honest"], summary["oof_acc"],
                  self.folder.path)

@@ -193,6 +193,11 @@ class RunConfig:
 class MLflowConfig:
     experiment: str = key("foldtrain", "experiment name", NON_EMPTY)
     tracking_uri: str | None = key(None, "else MLFLOW_TRACKING_URI, else sqlite:///mlflow.db", NON_EMPTY)
+    log_model: bool = key(True, "log the fold ensemble as one MLflow model (pyfunc) at the end of the run")
+    registered_model: str | None = key(None, "register the logged model under this name (a new version per run)",
+                                       NON_EMPTY)
+    model_tta: str = key("hflip", "TTA views of the logged model: none, hflip, vflip, flips, d4", one_of(TTA))
+    system_metrics: bool = key(False, "log CPU, memory, disk, network and GPU use (a node id per machine)")
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ class FoldRuns:
         self.frame = data_frame
         saved = read_json(run_dir / TRACKING, {}) if cfg.train.resume else {}
         self.children: dict[str, str] = dict(saved.get("children", {}))
+        self.model_uri: str | None = None
 
     def save(self) -> None:
         if self.parent_id:
-            write_json(self.run_dir / TRACKING, {"parent_id": self.parent_id, "tracking_uri": self.tracker.uri,
-                                                 "experiment": self.cfg.mlflow.experiment,
-                                                 "children": self.children})
+            saved = {"parent_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                     "experiment": self.cfg.mlflow.experiment, "children": self.children}
+            write_json(self.run_dir / TRACKING, saved | ({"model_uri": self.model_uri} if self.model_uri else {}))
 
     def _key(self, spec) -> str:
         return "full" if spec.fold < 0 else str(spec.fold)

@@ -57,7 +57,7 @@ class MLflowTracker:
         self.open_runs: list[str] = []
         self._pending: list[Any] = []
 
-    def _guard(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    def guard(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         if self.failed:
             return None
         try:
@@ -83,10 +83,13 @@ class MLflowTracker:
                                                                tags=EXPERIMENT_KIND)
         else:
             self.experiment_id = found.experiment_id
+            if not found.tags.get("mlflow.experimentKind"):
+                for key, value in EXPERIMENT_KIND.items():
+                    self.client.set_experiment_tag(self.experiment_id, key, value)
 
     def connect(self) -> str | None:
         """Open the store now (creating it or the experiment if needed); returns the URI in use, or None."""
-        return self._guard(f"connect to {self.configured_uri or 'the default tracking URI'}", lambda: self.uri)
+        return self.guard(f"connect to {self.configured_uri or 'the default tracking URI'}", lambda: self.uri)
 
     def start_run(self, name: str, tags: dict[str, str] | None = None, params: dict[str, Any] | None = None,
                   parent_id: str | None = None, start_time: float | None = None) -> str | None:
@@ -104,7 +107,7 @@ class MLflowTracker:
             self._log_params(run.info.run_id, params or {})
             return run.info.run_id
 
-        return self._guard(f"start the run {name!r}", start)
+        return self.guard(f"start the run {name!r}", start)
 
     def reattach(self, run_id: str) -> str | None:
         """Mark an interrupted run RUNNING again (a resumed run logs on into it)."""
@@ -114,7 +117,7 @@ class MLflowTracker:
             self.open_runs.append(run_id)
             return run_id
 
-        return self._guard("reattach to an interrupted run", reopen)
+        return self.guard("reattach to an interrupted run", reopen)
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -125,7 +128,7 @@ class MLflowTracker:
 
     def log_params(self, run_id: str | None, params: dict[str, Any]) -> None:
         if run_id:
-            self._guard("log params", self._log_params, run_id, params)
+            self.guard("log params", self._log_params, run_id, params)
 
     def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int = 0,
                     timestamp: float | None = None) -> None:
@@ -140,15 +143,15 @@ class MLflowTracker:
             batch = [Metric(k, float(v), when, step) for k, v in metrics.items()]
             self._pending.append(self.client.log_batch(run_id, metrics=batch, synchronous=False))
 
-        self._guard("log metrics", queue)
+        self.guard("log metrics", queue)
 
     def set_tags(self, run_id: str | None, tags: dict[str, Any]) -> None:
         if run_id:
-            self._guard("set tags", lambda: [self.client.set_tag(run_id, k, str(v)) for k, v in tags.items()])
+            self.guard("set tags", lambda: [self.client.set_tag(run_id, k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
         if run_id and Path(path).exists():
-            self._guard(f"log the artifact {path}", lambda: self.client.log_artifact(run_id, str(path), folder))
+            self.guard(f"log the artifact {path}", lambda: self.client.log_artifact(run_id, str(path), folder))
 
     def log_dataset(self, run_id: str | None, frame, source: str, name: str, context: str) -> None:
         """A table as an MLflow dataset input of a run (its digest identifies the rows)."""
@@ -165,13 +168,13 @@ class MLflowTracker:
             entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
             self.client.log_inputs(run_id, datasets=[entity])
 
-        self._guard(f"log the dataset {name}", log_input)
+        self.guard(f"log the dataset {name}", log_input)
 
     def flush(self) -> None:
         """Wait for the queued metrics; a failure among them turns tracking off like any other."""
         pending, self._pending = self._pending, []
         for operation in pending:
-            if self._guard("log queued metrics", operation.wait) is None and self.failed:
+            if self.guard("log queued metrics", operation.wait) is None and self.failed:
                 return
 
     def end_run(self, run_id: str | None, status: str = "FINISHED", end_time: float | None = None) -> None:
@@ -179,7 +182,7 @@ class MLflowTracker:
         if not run_id:
             return
         self.flush()
-        self._guard(f"end a run as {status}", lambda: self.client.set_terminated(
+        self.guard(f"end a run as {status}", lambda: self.client.set_terminated(
             run_id, status=status, end_time=_ms(end_time) if end_time else None))
         if run_id in self.open_runs:
             self.open_runs.remove(run_id)

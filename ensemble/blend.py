@@ -1,0 +1,164 @@
+"""Blend runs that share folds: `python -m ensemble.blend --run A --run B [--run C ...] --out DIR`.
+
+Runs trained on the same images with the same split (data, `cv.folds`, `cv.seed`) each hold an out-of-fold score
+for every image. Their per-class log-probabilities are blended with non-negative weights summing to 1 (greedy forward
+selection with replacement, never below the best single run) and one additive bias per class (coordinate ascent on
+macro F1), all tuned on those out-of-fold rows; `nested_cv_f1` scores the same tuning on folds it never saw.
+Writes DIR/blend.json, DIR/oof.csv and DIR/per_class_f1.png; `ensemble.predict --blend DIR/blend.json` applies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ensemble import tuning
+from ensemble.blend_tracking import log_blend
+from foldtrain.config import Config, build_config
+from foldtrain.errors import EXPECTED
+from foldtrain.files import write_csv, write_json
+from foldtrain.run.folder import RunFolder, RunFolderError
+from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
+from foldtrain.track import report
+
+log = logging.getLogger("ensemble")
+
+
+class BlendError(ValueError):
+    """The runs cannot be blended (other splits, other classes); the message names the first difference."""
+
+
+@dataclass
+class SourceRun:
+    """A finished run's out-of-fold table and what it was trained with."""
+
+    folder: RunFolder
+    cfg: Config
+    summary: dict
+    oof: pd.DataFrame  # sorted by path
+
+    @property
+    def name(self) -> str:
+        return str(self.folder.path)
+
+    def logp(self) -> np.ndarray:
+        """Per-row log-probabilities of the out-of-fold scores."""
+        columns = [f"logit_{i}" for i in range(len(self.summary["classes"]))]
+        return tuning.log_softmax(self.oof[columns].to_numpy(dtype=np.float64))
+
+
+def load_run(path: Path) -> SourceRun:
+    folder = RunFolder(Path(path).resolve())
+    summary = folder.summary()
+    oof_file = folder / "oof.csv"
+    if not oof_file.is_file():
+        raise RunFolderError(f"{oof_file} not found: blending needs each run's out-of-fold table")
+    oof = pd.read_csv(oof_file).sort_values("path", kind="stable", ignore_index=True)
+    return SourceRun(folder, build_config([folder / "config.yaml"]), summary, oof)
+
+
+def check_shared_folds(runs: list[SourceRun]) -> None:
+    """Every run must hold the same images with the same labels in the same folds, over the same classes.
+
+    Raises:
+        BlendError: naming the two runs and their first difference.
+    """
+    first = runs[0]
+    for other in runs[1:]:
+        pair = f"runs {first.name} and {other.name}"
+        for key in ("cv.folds", "cv.seed"):
+            section, name = key.split(".")
+            a, b = getattr(getattr(first.cfg, section), name), getattr(getattr(other.cfg, section), name)
+            if a != b:
+                raise BlendError(f"{pair} split differently: {key} {a} vs {b}")
+        if first.summary["classes"] != other.summary["classes"]:
+            raise BlendError(f"{pair} have other classes: {first.summary['classes']} vs {other.summary['classes']}")
+        paths_a, paths_b = set(first.oof["path"]), set(other.oof["path"])
+        if paths_a != paths_b:
+            missing = sorted(paths_a ^ paths_b)[0]
+            holder = first.name if missing in paths_a else other.name
+            raise BlendError(f"{pair} hold other images out of fold: {missing} only in {holder} (other data, "
+                             f"cv.only or label settings)")
+        for column in ("label", "fold"):
+            differs = first.oof[column].to_numpy() != other.oof[column].to_numpy()
+            if differs.any():
+                row = int(np.argmax(differs))
+                raise BlendError(f"{pair} split differently: {first.oof['path'][row]} has {column} "
+                                 f"{first.oof[column][row]} in one and {other.oof[column][row]} in the other")
+
+
+def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: bool = True) -> dict:
+    """Tune, score and write the blend of `runs` into `out`; returns what blend.json holds."""
+    check_shared_folds(runs)
+    classes = runs[0].summary["classes"]
+    labels, folds = runs[0].oof["label"].to_numpy(), runs[0].oof["fold"].to_numpy()
+    logps = np.stack([run.logp() for run in runs])
+    start = time.perf_counter()
+    tuned = tuning.tune(logps, labels, weights, biases)
+    nested, _ = tuning.nested_cv(logps, labels, folds, weights, biases)
+    log.info("tuned %d runs on %d out-of-fold rows x %d classes in %.1fs", len(runs), len(labels), len(classes),
+             time.perf_counter() - start)
+    blended = tuned.predict(logps)
+    num_classes = len(classes)
+    result = {
+        "runs": [run.name for run in runs], "classes": classes, "weights": tuned.weights.tolist(),
+        "class_bias": tuned.bias.tolist(),
+        "oof_f1": tuning.macro_f1(labels, blended.argmax(1), num_classes),
+        "oof_f1_runs": {run.name: tuning.macro_f1(labels, logp.argmax(1), num_classes)
+                        for run, logp in zip(runs, logps, strict=True)},
+        "oof_f1_equal": tuning.macro_f1(labels, logps.mean(0).argmax(1), num_classes),
+        "nested_cv_f1": nested,
+    }
+    table = runs[0].oof[["path", "label", "fold"]].assign(pred=blended.argmax(1))
+    table = pd.concat([table, pd.DataFrame(blended, columns=[f"logp_{i}" for i in range(num_classes)])], axis=1)
+    write_csv(out / "oof.csv", table)
+    draw_per_class(runs, logps, blended, labels, classes, out)
+    write_json(out / "blend.json", result)
+    return result
+
+
+def draw_per_class(runs: list[SourceRun], logps: np.ndarray, blended: np.ndarray, labels: np.ndarray,
+                   classes: list[str], out: Path) -> None:
+    from foldtrain.train.metrics import per_class_f1
+
+    series = {run.folder.name: per_class_f1(labels, logp.argmax(1), len(classes)) for run, logp in
+              zip(runs, logps, strict=True)}
+    series["blend"] = per_class_f1(labels, blended.argmax(1), len(classes))
+    report.plot_per_class_f1(series, classes, out / "per_class_f1.png", "out-of-fold F1 per class")
+    write_csv(out / "per_class_f1.csv", pd.DataFrame({"class": classes, **series}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ensemble.blend", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, action="append", required=True, help="a finished run folder (repeat)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for blend.json, oof.csv and the picture")
+    parser.add_argument("--no-bias", action="store_true", help="no per-class biases (all zero)")
+    parser.add_argument("--no-weights", action="store_true", help="equal weights instead of tuned ones")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    try:
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a file; give a folder for blend.json and its pictures")
+        runs = [load_run(path) for path in args.run]
+        result = blend_runs(runs, args.out, weights=not args.no_weights, biases=not args.no_bias)
+        result["mlflow"] = log_blend(runs, args.out, result)
+        write_json(args.out / "blend.json", result)
+    except (*EXPECTED, BlendError) as err:
+        print(f"ensemble.blend: error: {err}", file=sys.stderr)
+        return 1
+    scores = ", ".join(f"{Path(name).name} {f1:.4f}" for name, f1 in result["oof_f1_runs"].items())
+    print(f"out-of-fold macro F1: runs {scores}; equal average {result['oof_f1_equal']:.4f}; tuned blend "
+          f"{result['oof_f1']:.4f} (nested CV {result['nested_cv_f1']:.4f}); weights "
+          f"{', '.join(f'{w:.3f}' for w in result['weights'])} -> {args.out / 'blend.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Blending two real runs that share folds, predicting with the blend, and refusing runs split differently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import no_traceback, run_main, run_module
+
+pytestmark = pytest.mark.slow
+
+TINY = ["data.image_size=32", "train.batch_size=16", "cv.folds=3", "train.epochs=2", "data.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def runs(demo_root: Path, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("blend")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    made = {}
+    for name, extra in (("a", ["model.name=resnet10t", "cv.seed=3"]), ("b", ["model.name=resnet14t", "cv.seed=3"]),
+                        ("other", ["model.name=resnet10t", "cv.seed=4"])):
+        result = run_main([f"data.root={demo_root}", *TINY, *extra, f"run.name={name}", f"mlflow.tracking_uri={uri}",
+                           "mlflow.experiment=blend"], cwd=work)
+        assert result.returncode == 0, result.stderr[-3000:]
+        made[name] = work / "runs" / name
+    return {"work": work, "uri": uri, **made}
+
+
+def test_blend_tunes_scores_and_predicts(runs: dict, demo_root: Path):
+    work, out = runs["work"], runs["work"] / "blend"
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["b"]), "--out", str(out)],
+                        cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    blend = json.loads((out / "blend.json").read_text())
+    assert sum(blend["weights"]) == pytest.approx(1.0) and min(blend["weights"]) >= 0
+    assert len(blend["class_bias"]) == 18
+    assert blend["oof_f1"] >= max(blend["oof_f1_runs"].values())
+    assert set(blend["oof_f1_runs"]) == {str(runs["a"]), str(runs["b"])}
+    assert {"oof_f1_equal", "nested_cv_f1"} <= set(blend)
+    oof = pd.read_csv(out / "oof.csv")
+    assert len(oof) == len(pd.read_csv(runs["a"] / "oof.csv")) and (out / "per_class_f1.png").stat().st_size > 1000
+
+    predicted = run_module("ensemble.predict", ["--blend", str(out / "blend.json")], cwd=work)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    submission = pd.read_csv(out / "submission.csv")
+    assert submission["ImageID"].tolist() == pd.read_csv(demo_root / "eval" / "info.csv")["ImageID"].tolist()
+
+    client = MlflowClient(tracking_uri=runs["uri"])
+    blends = client.search_runs([client.get_experiment_by_name("blend").experiment_id],
+                                "tags.`foldtrain.kind` = 'blend'")
+    assert len(blends) == 1 and blends[0].data.metrics["oof_f1"] == pytest.approx(blend["oof_f1"])
+    parents = {json.loads((runs[n] / "tracking.json").read_text())["parent_id"] for n in ("a", "b")}
+    assert set(blends[0].data.tags["foldtrain.source_runs"].split(",")) == parents
+    assert "submission" in {a.path for a in client.list_artifacts(blends[0].info.run_id)}
+
+
+def test_blending_a_run_with_itself_reproduces_its_predictions(runs: dict):
+    work, out = runs["work"], runs["work"] / "self"
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["a"]), "--out", str(out),
+                                           "--no-bias"], cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    blend = json.loads((out / "blend.json").read_text())
+    assert blend["class_bias"] == [0.0] * 18
+    oof = pd.read_csv(out / "oof.csv")
+    own = pd.read_csv(runs["a"] / "oof.csv").sort_values("path", ignore_index=True)
+    assert (oof["pred"] == own["pred"]).all()
+    for path in (out / "sub.csv", work / "own.csv"):
+        source = ["--blend", str(out / "blend.json")] if path.parent == out else ["--run", str(runs["a"])]
+        assert run_module("ensemble.predict", [*source, "--out", str(path)], cwd=work).returncode == 0
+    assert pd.read_csv(out / "sub.csv").equals(pd.read_csv(work / "own.csv"))
+
+
+def test_runs_split_differently_are_refused(runs: dict):
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["other"]), "--out",
+                                           str(runs["work"] / "bad")], cwd=runs["work"])
+    assert result.returncode == 1 and no_traceback(result)
+    assert "split differently: cv.seed 3 vs 4" in result.stderr
+    assert not (runs["work"] / "bad" / "blend.json").exists()
