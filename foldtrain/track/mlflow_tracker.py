@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from foldtrain.track.store import ARTIFACTS, db_path, relocate
+
 log = logging.getLogger(__name__)
 MAX_PARAM_LENGTH = 6000
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens on runs and charts
@@ -30,11 +32,10 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def artifact_location(uri: str) -> str | None:
-    """For a local SQLite store, `<folder of the .db>/mlartifacts`: a store folder copied elsewhere keeps its
-    pictures and tables. None (MLflow's choice) for any other store."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    """For a local SQLite store, `<folder of the .db>/mlartifacts`: the store folder holds everything and can be
+    copied or moved as one (see `track.store`). None (MLflow's choice) for any other store."""
+    db = db_path(uri)
+    return (db.resolve().parent / ARTIFACTS).as_uri() if db else None
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
@@ -76,6 +77,8 @@ class MLflowTracker:
 
         self.uri = resolve_tracking_uri(self.configured_uri)
         check_server(self.uri)
+        if db_path(self.uri):
+            relocate(db_path(self.uri))
         self.client = MlflowClient(tracking_uri=self.uri)
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
