@@ -123,6 +123,10 @@ def train(cfg: Config, status: Status) -> int:
                  accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
         tracking = Tracking(cfg, folder, data, facts)
         hooks.append(tracking.fold_runs)
+    if cfg.train.gradcam and (accelerator.is_main_process or cfg.cv.parallel == "folds"):
+        from foldtrain.track.gradcam_hook import FoldGradcam
+
+        hooks.append(FoldGradcam(cfg.train.gradcam, data, tracking.fold_runs if tracking else None))
     monitor = start_system_metrics(cfg, accelerator, tracking)
     try:
         todo = cv.unfinished(session, folds)

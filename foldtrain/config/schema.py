@@ -156,6 +156,8 @@ class TrainConfig:
                                    PROBABILITY)
     ema: float = key(0.0, "EMA decay of the weights (0: off, e.g. 0.999)", PROBABILITY_BELOW_ONE)
     compile: bool = key(False, "torch.compile the model")
+    gradcam: int = key(0, "draw a Grad-CAM grid of this many of each fold's worst out-of-fold images (0: off)",
+                       AT_LEAST_0)
     resume: bool = key(False, "continue an interrupted run in its folder")
     seed: int = key(42, "training seed (+ fold number)", AT_LEAST_0)
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from foldtrain.data.transforms import DeviceNormalize
 from foldtrain.model.factory import build_model
-from foldtrain.model.heads import heads_named
+from foldtrain.model.heads import Heads, heads_named
 from foldtrain.model.tta import BatchedTTA, tta_transforms, views_per_pass
 from foldtrain.model.weights import WeightsError, load_into, read_metadata
 from foldtrain.run.folder import RunFolder
@@ -66,18 +66,22 @@ def run_fold_models(folder: RunFolder, include_full: bool = False, allow_missing
     return models
 
 
+def load_fold_net(fold: FoldModel, device: torch.device) -> tuple[torch.nn.Module, Heads, DeviceNormalize]:
+    """(the fold's network with its weights, in eval mode on `device`; its heads; its input normalisation)."""
+    meta = fold.meta
+    heads = heads_named(meta.get("heads", "single"), int(meta["num_classes"]))
+    net = build_model(meta["model"], heads.outputs)
+    load_into(net, fold.path, f"{fold.name} weights")
+    normalize = DeviceNormalize(tuple(meta["mean"]), tuple(meta["std"])).to(device)
+    return net.to(device, memory_format=torch.channels_last).eval(), heads, normalize
+
+
 class FoldScorer(torch.nn.Module):
     """One fold model from its metadata and weights, mapping uint8 images to TTA-averaged class scores."""
 
     def __init__(self, fold: FoldModel, tta: str, device: torch.device):
         super().__init__()
-        meta = fold.meta
-        heads = heads_named(meta.get("heads", "single"), int(meta["num_classes"]))
-        net = build_model(meta["model"], heads.outputs)
-        load_into(net, fold.path, f"{fold.name} weights")
-        self.heads = heads
-        self.net = net.to(device, memory_format=torch.channels_last).eval()
-        self.normalize = DeviceNormalize(tuple(meta["mean"]), tuple(meta["std"])).to(device)
+        self.net, self.heads, self.normalize = load_fold_net(fold, device)
         self.tta = BatchedTTA(self.scores, tta_transforms(tta), views_per_pass(device))
 
     def scores(self, images: torch.Tensor) -> torch.Tensor:

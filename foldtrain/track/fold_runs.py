@@ -80,6 +80,10 @@ class FoldRuns:
                                      timestamp=result.get("ended"))
         self.tracker.end_run(run_id, end_time=result.get("ended"))
 
+    def log_artifact(self, key: str, path: Path) -> None:
+        """A file for a fold's run (its Grad-CAM grid)."""
+        self.tracker.log_artifact(self.children.get(key), path)
+
     def replay(self, fold: int) -> None:
         """Log a fold another process fit alone, from its files, with its own start and end times."""
         fold_dir = self.run_dir / f"fold{fold}"
@@ -88,4 +92,5 @@ class FoldRuns:
         for row in pd.read_csv(fold_dir / "metrics.csv").to_dict("records"):
             metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_f1", "val_acc", "lr") if k in row}
             self.tracker.log_metrics(run_id, metrics, step=int(row["epoch"]), timestamp=row.get("ended"))
+        self.log_artifact(str(fold), fold_dir / "gradcam.png")
         self.close(str(fold), result)

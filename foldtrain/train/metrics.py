@@ -26,8 +26,13 @@ def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.nda
     return confusion_matrix(labels, preds, labels=list(range(num_classes)))
 
 
-def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean cross-entropy of class scores (logits or log-probabilities) against integer labels."""
+def log_loss_per_row(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each row's class scores (logits or log-probabilities) against its integer label."""
     shifted = scores - scores.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean()) if len(labels) else float("nan")
+    return -log_probs[np.arange(len(labels)), labels]
+
+
+def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of class scores against integer labels."""
+    return float(log_loss_per_row(scores, labels).mean()) if len(labels) else float("nan")

@@ -1,0 +1,184 @@
+"""Grad-CAM of a run's fold models: `python -m ensemble.explain --run R --out DIR [--n 32] [--select worst]`.
+
+By default each fold model explains only its own out-of-fold images (never images it trained on), chosen by
+`--select`: `worst` (highest loss), `random`, or `per-class` (a few of each class). `--data EVAL` explains an eval
+folder with every fold model instead, their maps averaged. Three-head models explain the predicted 18-class joint
+score, or one head with `--head`. Writes DIR/cams.npz (`paths`, `cams` N x H x W in [0, 1] aligned with the model's
+input view, `preds`, `labels`, `folds`; no pickles) and picture grids per fold and overall, also logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ensemble.predict import run_config
+from foldtrain.config import Config
+from foldtrain.data.cache import decode_resized
+from foldtrain.data.paths import inside_root
+from foldtrain.data.prepare import source_root
+from foldtrain.data.tables import read_eval
+from foldtrain.data.transforms import build_eval_transform, working_size
+from foldtrain.errors import EXPECTED
+from foldtrain.files import atomic_path, read_json
+from foldtrain.model.cam import HEADS, METHODS, class_maps
+from foldtrain.model.fold_ensemble import load_fold_net, run_fold_models
+from foldtrain.run.folder import RunFolder
+from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
+from foldtrain.track.cam_grid import draw_cam_grid
+
+log = logging.getLogger("ensemble")
+SELECT = ("worst", "random", "per-class")
+BATCH = 16
+
+
+def select_rows(oof: pd.DataFrame, n: int, how: str, num_classes: int, seed: int = 0) -> pd.DataFrame:
+    """`n` out-of-fold rows spread evenly over the folds (and over the classes for `per-class`)."""
+    scores = oof[[f"logit_{i}" for i in range(num_classes)]].to_numpy(dtype=np.float64)
+    shifted = scores - scores.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    table = oof.assign(loss=-log_p[np.arange(len(oof)), oof["label"].to_numpy()])
+    rng = np.random.default_rng(seed)
+    if how == "per-class":
+        per_class = max(1, -(-n // num_classes))
+        picked = table.groupby("label", group_keys=False).apply(
+            lambda group: group.sample(min(per_class, len(group)), random_state=seed))
+        return picked.sort_values(["fold", "label"]).head(n)
+    folds = sorted(table["fold"].unique())
+    quota = [n // len(folds) + (i < n % len(folds)) for i in range(len(folds))]
+    parts = []
+    for fold, count in zip(folds, quota, strict=True):
+        rows = table[table["fold"] == fold]
+        order = rows.sort_values("loss", ascending=False) if how == "worst" else rows.iloc[rng.permutation(len(rows))]
+        parts.append(order.head(count))
+    return pd.concat(parts)
+
+
+def input_views(files: list[Path], size_hw: tuple[int, int]) -> np.ndarray:
+    """The model's input view of each image (uint8 N x H x W x 3): the decode and resizes of validation."""
+    resize = build_eval_transform(size_hw)
+    views = [resize(torch.from_numpy(decode_resized(f, working_size(size_hw)).copy()).permute(2, 0, 1)) for f in files]
+    return torch.stack(views).permute(0, 2, 3, 1).numpy()
+
+
+def maps_of(fold, views: np.ndarray, method: str, head: str | None, layer: str | None,
+            targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(maps, predicted classes) of one fold model over uint8 views, in batches."""
+    net, heads, normalize = load_fold_net(fold, torch.device("cpu"))
+    maps, preds = [], []
+    for start in range(0, len(views), BATCH):
+        batch = torch.from_numpy(views[start:start + BATCH]).permute(0, 3, 1, 2)
+        chunk = None if targets is None else targets[start:start + BATCH]
+        m, p = class_maps(net, heads, normalize(batch), method, head, layer, chunk)
+        maps.append(m)
+        preds.append(p)
+    return np.concatenate(maps), np.concatenate(preds)
+
+
+def class_names(cfg: Config, folder: RunFolder, head: str | None) -> list[str]:
+    from foldtrain.data import labels
+
+    if head is not None:
+        return list({"mask": labels.MASK_NAMES, "gender": labels.GENDER_NAMES, "age": labels.AGE_NAMES}[head])
+    return folder.summary()["classes"]
+
+
+def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
+    """Each fold model on its own out-of-fold images; returns what cams.npz holds."""
+    cfg = run_config(folder)
+    classes = folder.summary()["classes"]
+    models = {int(m.name.split()[-1]): m for m in run_fold_models(folder)}
+    oof = pd.read_csv(folder / "oof.csv")
+    picked = select_rows(oof[oof["fold"].isin(models)], args.n, args.select, len(classes))
+    root = source_root(cfg, Path(cfg.data.root))
+    parts = []
+    for fold, rows in picked.groupby("fold", sort=True):
+        files = [inside_root(root, p, folder / "oof.csv", i + 1, cfg.data.follow_symlinks)
+                 for i, p in zip(rows.index, rows["path"], strict=True)]
+        views = input_views(files, models[fold].size_hw)
+        maps, preds = maps_of(models[fold], views, args.method, args.head, args.layer)
+        labels = rows["label"].to_numpy()
+        if args.head is not None:
+            from foldtrain.data.labels import decode
+
+            labels = np.asarray(decode(labels)[HEADS.index(args.head)])
+        parts.append({"paths": rows["path"].to_numpy(str), "cams": maps, "preds": preds, "labels": labels,
+                      "folds": np.full(len(rows), fold), "views": views})
+        draw_cam_grid(views, maps, labels, preds, class_names(cfg, folder, args.head), args.out / f"fold{fold}.png",
+                      f"{folder.name} fold {fold}: {args.method} on its out-of-fold images ({args.select})")
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def explain_eval(folder: RunFolder, args: argparse.Namespace) -> dict:
+    """Every fold model on the first `n` eval images, maps averaged, each for the ensemble's predicted class."""
+    cfg = run_config(folder)
+    models = run_fold_models(folder)
+    table = read_eval(source_root(cfg, args.data), cfg.data.follow_symlinks).head(args.n)
+    views = input_views([Path(p) for p in table["path"]], models[0].size_hw)
+    first_maps, first_preds = maps_of(models[0], views, args.method, args.head, args.layer)
+    total = first_maps.copy()
+    for fold in models[1:]:
+        total += maps_of(fold, views, args.method, args.head, args.layer, targets=first_preds)[0]
+    cams = total / len(models)
+    draw_cam_grid(views, cams, np.full(len(table), -1), first_preds, class_names(cfg, folder, args.head),
+                  args.out / "eval.png", f"{folder.name}: {args.method} of {len(models)} folds on {args.data}")
+    return {"paths": table["ImageID"].to_numpy(str), "cams": cams, "preds": first_preds,
+            "labels": np.full(len(table), -1), "folds": np.full(len(table), -1), "views": views}
+
+
+def log_to_mlflow(folder: RunFolder, out: Path) -> None:
+    """The overall grid to the parent run, each fold's grid to its fold run (best effort)."""
+    from foldtrain.track.mlflow_tracker import MLflowTracker
+
+    tracking = read_json(folder / "tracking.json", {})
+    if not tracking.get("parent_id"):
+        return
+    tracker = MLflowTracker(tracking.get("experiment", "foldtrain"), tracking.get("tracking_uri"))
+    tracker.log_artifact(tracking["parent_id"], out / "gradcam.png", "gradcam")
+    for fold, run_id in tracking.get("children", {}).items():
+        tracker.log_artifact(run_id, out / f"fold{fold}.png", "gradcam")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ensemble.explain", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished run folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for cams.npz and the picture grids")
+    parser.add_argument("--n", type=int, default=32, help="images to explain (default 32)")
+    parser.add_argument("--select", choices=SELECT, default="worst", help="which out-of-fold images")
+    parser.add_argument("--method", choices=tuple(METHODS), default="gradcam")
+    parser.add_argument("--head", choices=HEADS, help="explain one head of a three-head model")
+    parser.add_argument("--layer", help="target layer, a module name such as layer4.1 (default: found per family)")
+    parser.add_argument("--data", type=Path, help="explain this eval folder with every fold model instead")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    start = time.perf_counter()
+    try:
+        if args.n < 1:
+            raise ValueError(f"--n must be at least 1, got {args.n}")
+        folder = RunFolder(args.run)
+        args.out.mkdir(parents=True, exist_ok=True)
+        found = explain_eval(folder, args) if args.data else explain_run(folder, args)
+        views = found.pop("views")
+        with atomic_path(args.out / "cams.npz", suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **found)
+        if not args.data:
+            classes = class_names(run_config(folder), folder, args.head)
+            draw_cam_grid(views, found["cams"], found["labels"], found["preds"], classes, args.out / "gradcam.png",
+                          f"{folder.name}: {args.method}, {len(views)} out-of-fold images ({args.select})")
+            log_to_mlflow(folder, args.out)
+    except EXPECTED as err:
+        print(f"ensemble.explain: error: {err}", file=sys.stderr)
+        return 1
+    print(f"{len(found['cams'])} maps in {time.perf_counter() - start:.1f} s -> {args.out / 'cams.npz'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
