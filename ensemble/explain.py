@@ -48,8 +48,8 @@ def select_rows(oof: pd.DataFrame, n: int, how: str, num_classes: int, seed: int
     rng = np.random.default_rng(seed)
     if how == "per-class":
         per_class = max(1, -(-n // num_classes))
-        picked = table.groupby("label", group_keys=False).apply(
-            lambda group: group.sample(min(per_class, len(group)), random_state=seed))
+        picked = pd.concat(group.sample(min(per_class, len(group)), random_state=seed)
+                           for _, group in table.groupby("label"))
         return picked.sort_values(["fold", "label"]).head(n)
     folds = sorted(table["fold"].unique())
     quota = [n // len(folds) + (i < n % len(folds)) for i in range(len(folds))]

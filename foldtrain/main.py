@@ -188,7 +188,7 @@ class Tracking:
         self.cfg, self.folder, self.data = cfg, folder, data
         self.tracker = MLflowTracker(cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
         self.parent = open_parent(self.tracker, cfg, folder, data, facts)
-        self.fold_runs = FoldRuns(self.tracker, self.parent, cfg, folder.path, data.frame)
+        self.fold_runs = FoldRuns(self.tracker, self.parent, cfg, folder.path, data.frame, len(data.classes))
         self.fold_runs.save()
 
     def replay(self, folds: list[int]) -> None:
@@ -213,6 +213,8 @@ class Tracking:
         log.info("done: cv_f1 %.4f +- %.4f, oof_f1 %.4f (honest %.4f), oof_acc %.4f -> %s", summary["cv_f1_mean"],
                  summary["cv_f1_std"], summary["oof_f1"], summary["oof_f1_honest"], summary["oof_acc"],
                  self.folder.path)
+        for finding in summary["diagnosis"]:
+            log.warning("%s", finding["advice"])
         close_parent(self.tracker, self.parent, self.cfg, self.folder, summary)
         if self.tracker.failed:
             log.warning("MLflow tracking failed during this run: the results are complete in %s", self.folder.path)

@@ -135,7 +135,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = key(8, "epochs per fold", AT_LEAST_1)
+    epochs: int = key(10, "epochs per fold", AT_LEAST_1)
     batch_size: int = key(32, "images per process and step", AT_LEAST_1)
     lr: float = key(0.003, "peak learning rate", POSITIVE)
     weight_decay: float = key(0.0001, "decoupled weight decay (not on norms and biases)", AT_LEAST_0)
@@ -148,10 +148,11 @@ class TrainConfig:
     clip_grad: float | None = key(None, "max gradient norm (null: off)", POSITIVE)
     loss: str = key("ce", "ce, focal, f1 (soft macro F1) or ce+f1", one_of(LOSSES))
     label_smoothing: float = key(0.0, "label smoothing", PROBABILITY_BELOW_ONE)
-    class_weights: str = key("none", "none or balanced (per head for three heads)", one_of(CLASS_WEIGHTS))
+    class_weights: str = key("balanced", "none, or balanced: n / (k * count) per class (per head for three heads)",
+                             one_of(CLASS_WEIGHTS))
     early_stopping: int = key(0, "patience in epochs on validation macro F1 (0: off)", AT_LEAST_0)
-    checkpoint: str = key("best", "the weights each fold keeps: best (validation F1), last, or honest "
-                          "(the other folds' median best epoch)", one_of(CHECKPOINTS))
+    checkpoint: str = key("last", "the weights each fold keeps: last, best (validation F1), or honest (the "
+                          "other folds' median best epoch)", one_of(CHECKPOINTS))
     save_above: float | None = key(None, "also keep every epoch's weights at or above this validation F1",
                                    PROBABILITY)
     ema: float = key(0.0, "EMA decay of the weights (0: off, e.g. 0.999)", PROBABILITY_BELOW_ONE)

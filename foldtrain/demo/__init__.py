@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from foldtrain.data import labels
-from foldtrain.demo.draw import draw_photo, make_person
+from foldtrain.demo.draw import STYLES, draw_photo, make_person
 
 STEMS = tuple(labels.MASK_BY_STEM)  # mask1..mask5, incorrect_mask, normal
 AGE_GROUP_SHARES = (0.40, 0.35, 0.25)
@@ -41,7 +41,7 @@ _TRAIN, _EVAL = 0, 1
 
 
 def generate_demo(out: str | Path, persons: int = 60, seed: int = 0, eval_images: int | None = None,
-                  junk: bool = True) -> Path:
+                  junk: bool = True, style: str = "uniform") -> Path:
     """Write a synthetic data set in the competition layout.
 
     Files already in `out` with other names are left alone, so write into an empty or new folder.
@@ -53,6 +53,8 @@ def generate_demo(out: str | Path, persons: int = 60, seed: int = 0, eval_images
         eval_images: number of eval images, each one random photo of a new person (not in train);
             default about persons * 7 / 4, at least 8.
         junk: add macOS `._*` files to about every 5th person folder and to eval/images, as the real data has.
+        style: `uniform` (one background and outfit per person, faces of one size: the built-in demo) or `varied`
+            (background, outfit, face size and position drawn anew for every photo).
 
     Returns:
         `out` as a Path.
@@ -62,9 +64,11 @@ def generate_demo(out: str | Path, persons: int = 60, seed: int = 0, eval_images
     n_eval = max(8, round(persons * 7 / 4)) if eval_images is None else eval_images
     if n_eval < 1:
         raise ValueError(f"eval_images must be at least 1, got {n_eval}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     out = Path(out)
-    _write_train(out, persons, seed, junk)
-    _write_eval(out, n_eval, seed, junk)
+    _write_train(out, persons, seed, junk, style)
+    _write_eval(out, n_eval, seed, junk, style)
     return out
 
 
@@ -99,7 +103,7 @@ def ensure_demo(root: str | Path) -> Path:
     return root
 
 
-def _write_train(out: Path, persons: int, seed: int, junk: bool) -> None:
+def _write_train(out: Path, persons: int, seed: int, junk: bool, style: str) -> None:
     images = out / "train" / "images"
     images.mkdir(parents=True, exist_ok=True)
     demographics = _demographics(np.random.default_rng([seed, _TRAIN]), persons)
@@ -112,14 +116,14 @@ def _write_train(out: Path, persons: int, seed: int, junk: bool) -> None:
         folder = images / folder_name
         folder.mkdir(exist_ok=True)
         for stem in STEMS:
-            _save(draw_photo(person, stem, rng), folder / f"{stem}{suffixes[index]}")
+            _save(draw_photo(person, stem, rng, style), folder / f"{stem}{suffixes[index]}")
         if junk and index % 5 == 0:
             (folder / f"._{STEMS[rng.integers(len(STEMS))]}{suffixes[index]}").write_bytes(JUNK_BYTES)
         rows.append((f"{index + 1:06d}", labels.GENDER_NAMES[gender], "Asian", age, folder_name))
     _write_csv(out / "train" / "train.csv", ("id", "gender", "race", "age", "path"), rows)
 
 
-def _write_eval(out: Path, n_eval: int, seed: int, junk: bool) -> None:
+def _write_eval(out: Path, n_eval: int, seed: int, junk: bool, style: str) -> None:
     images = out / "eval" / "images"
     images.mkdir(parents=True, exist_ok=True)
     demographics = _demographics(np.random.default_rng([seed, _EVAL]), n_eval)
@@ -129,7 +133,7 @@ def _write_eval(out: Path, n_eval: int, seed: int, junk: bool) -> None:
         person = make_person(rng, gender, age)
         stem = STEMS[rng.integers(len(STEMS))]
         image_id = rng.bytes(20).hex() + EVAL_SUFFIX
-        _save(draw_photo(person, stem, rng), images / image_id)
+        _save(draw_photo(person, stem, rng, style), images / image_id)
         mask = labels.MASK_BY_STEM[stem]
         info.append((image_id, 0))
         truth.append((image_id, labels.encode(mask, gender, labels.age_bin(age)), mask, gender, age))

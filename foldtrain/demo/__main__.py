@@ -6,6 +6,7 @@ import argparse
 import time
 
 from foldtrain.demo import STEMS, generate_demo
+from foldtrain.demo.draw import STYLES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,9 +19,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-images", type=int, default=None,
                         help="eval images, one per new person (default about persons * 7 / 4)")
     parser.add_argument("--no-junk", action="store_true", help="leave out the macOS ._* junk files")
+    parser.add_argument("--style", choices=STYLES, default="uniform",
+                        help="uniform: one background per person (the built-in demo); varied: background, outfit, "
+                             "face size and position drawn anew for every photo")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    out = generate_demo(args.out, args.persons, args.seed, args.eval_images, junk=not args.no_junk)
+    out = generate_demo(args.out, args.persons, args.seed, args.eval_images, junk=not args.no_junk, style=args.style)
     n_eval = len((out / "eval" / "info.csv").read_text().splitlines()) - 1
     print(f"wrote {args.persons} persons ({args.persons * len(STEMS)} photos) and {n_eval} eval images "
           f"to {out} in {time.perf_counter() - start:.1f} s")

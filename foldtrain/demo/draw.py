@@ -61,24 +61,37 @@ def make_person(rng: np.random.Generator, gender: int, age: int) -> Person:
                    face_width=float(rng.uniform(150, 190)), masks=masks)
 
 
-def draw_photo(person: Person, stem: str, rng: np.random.Generator) -> Image.Image:
-    """One 384x512 photo of `person` in the mask state of `stem`, with fresh position, size and noise."""
-    img = Image.new("RGB", (WIDTH, HEIGHT), _jitter(rng, person.background, 10))
+STYLES = ("uniform", "varied")
+
+
+def draw_photo(person: Person, stem: str, rng: np.random.Generator, style: str = "uniform") -> Image.Image:
+    """One 384x512 photo of `person` in the mask state of `stem`, with fresh position, size and noise.
+
+    `uniform`: one background, door frame and outfit per person, faces of one size near the centre (the built-in
+    demo). `varied`: background, frame and outfit drawn anew for every photo, faces from 0.7x to 1.25x their size
+    anywhere within a wider area, as photos from many phones and rooms are.
+    """
+    varied = style == "varied"
+    background = tuple(int(v) for v in rng.integers(30, 240, 3)) if varied else _jitter(rng, person.background, 10)
+    band = tuple(int(v) for v in rng.integers(30, 240, 3)) if varied else person.band
+    clothes = tuple(int(v) for v in rng.integers(0, 256, 3)) if varied else person.clothes
+    img = Image.new("RGB", (WIDTH, HEIGHT), background)
     draw = ImageDraw.Draw(img)
     # A wall edge or door frame behind the person, so the background is not one flat colour.
     band_x = int(rng.integers(0, WIDTH))
-    draw.rectangle((band_x, 0, band_x + int(rng.integers(20, 120)), HEIGHT), fill=person.band)
+    draw.rectangle((band_x, 0, band_x + int(rng.integers(20, 120)), HEIGHT), fill=band)
 
-    w = person.face_width * rng.uniform(0.95, 1.05)
+    w = person.face_width * (rng.uniform(0.7, 1.25) if varied else rng.uniform(0.95, 1.05))
     h = w * 1.28
-    cx = WIDTH / 2 + rng.uniform(-60, 60)
-    cy = HEIGHT / 2 - 35 + rng.uniform(-50, 50)
+    shift_x, shift_y = (90, 80) if varied else (60, 50)
+    cx = WIDTH / 2 + rng.uniform(-shift_x, shift_x)
+    cy = HEIGHT / 2 - 35 + rng.uniform(-shift_y, shift_y)
     top, bottom = cy - h / 2, cy + h / 2
     face_box = (cx - w / 2, top, cx + w / 2, bottom)
     skin, hair = person.skin, person.hair
 
     draw.rounded_rectangle((cx - 1.15 * w, bottom + 0.1 * h, cx + 1.15 * w, HEIGHT + 80), radius=0.45 * w,
-                           fill=person.clothes)
+                           fill=clothes)
     if person.gender == 1:
         # Long hair: one mass from above the head down past the chin onto the shoulders, wider than the face.
         draw.rounded_rectangle((cx - 0.74 * w, top - 0.1 * h, cx + 0.74 * w, bottom + 0.42 * h), radius=0.45 * w,

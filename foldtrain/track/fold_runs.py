@@ -14,6 +14,7 @@ import pandas as pd
 
 from foldtrain.config import Config
 from foldtrain.files import read_json, write_json
+from foldtrain.track.diagnosis import fold_findings
 from foldtrain.track.mlflow_tracker import MLflowTracker
 from foldtrain.train.checkpoint import read_result
 
@@ -24,9 +25,9 @@ class FoldRuns:
     """Child runs per fold (hooks of `FoldFit`); `children` maps fold (or `full`) to run id."""
 
     def __init__(self, tracker: MLflowTracker, parent_id: str | None, cfg: Config, run_dir: Path,
-                 data_frame: pd.DataFrame):
+                 data_frame: pd.DataFrame, num_classes: int):
         self.tracker, self.parent_id, self.cfg, self.run_dir = tracker, parent_id, cfg, run_dir
-        self.frame = data_frame
+        self.frame, self.num_classes = data_frame, num_classes
         saved = read_json(run_dir / TRACKING, {}) if cfg.train.resume else {}
         self.children: dict[str, str] = dict(saved.get("children", {}))
         self.model_uri: str | None = None
@@ -78,6 +79,9 @@ class FoldRuns:
         if result.get("best_f1") is not None:
             self.tracker.log_metrics(run_id, {"best_val_f1": result["best_f1"], "best_epoch": result["best_epoch"]},
                                      timestamp=result.get("ended"))
+            history = pd.read_csv(self.run_dir / f"fold{key}" / "metrics.csv")
+            self.tracker.set_tags(run_id, {"foldtrain.diagnosis": ", ".join(fold_findings(history, self.num_classes))
+                                           or "ok"})
         self.tracker.end_run(run_id, end_time=result.get("ended"))
 
     def log_artifact(self, key: str, path: Path) -> None:

@@ -168,7 +168,7 @@ class MLflowTracker:
             with warnings.catch_warnings():  # schema hints about integer columns and ambiguous local sources
                 warnings.simplefilter("ignore")
                 dataset = mlflow.data.from_pandas(frame, source=source, name=name)
-            entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+                entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
             self.client.log_inputs(run_id, datasets=[entity])
 
         self.guard(f"log the dataset {name}", log_input)

@@ -45,7 +45,8 @@ def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder
     tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None})
     for fold, f1 in summary["fold_f1"].items():
         tracker.log_metrics(parent, {"fold_f1": f1, "best_epoch": summary["best_epoch"][fold]}, step=int(fold))
-    tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary)})
+    tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary),
+                              "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok"})
     for name in ARTIFACTS:
         tracker.log_artifact(parent, folder / name)
     tracker.end_run(parent)

@@ -9,6 +9,7 @@ from foldtrain.data.prepare import PreparedData
 from foldtrain.files import write_csv, write_json
 from foldtrain.run.folder import RunFolder
 from foldtrain.track import report
+from foldtrain.track.diagnosis import diagnose
 from foldtrain.track.estimates import epoch_curves, estimates, oof_table
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_result
@@ -39,6 +40,7 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
         "best_epoch": {str(f): r["best_epoch"] for f, r in results.items()},
         "checkpoint_epoch": {str(f): e for f, e in kept.items()},
         "best_val_f1": {str(f): r["best_f1"] for f, r in results.items()},
+        "diagnosis": diagnose(epoch_curves(folder, folds), num_classes),
         "num_images": len(oof), "classes": data.classes, "parallel": cfg.cv.parallel, **facts,
     }
     full = read_result(folder.full)

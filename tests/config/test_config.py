@@ -90,3 +90,12 @@ def test_every_key_has_a_doc_and_the_readme_lists_it():
     for name, spec in keys().items():
         assert spec.metadata.get("doc"), name
         assert f"`{name}`" in readme, f"README config reference lacks {name}"
+
+
+def test_every_key_runs_in_an_end_to_end_test():
+    repo = Path(__file__).resolve().parents[2]
+    sources = "".join(p.read_text() for p in (repo / "tests" / "e2e").glob("*.py"))
+    # Keys no test can run here, with the reason.
+    untestable = {"model.pretrained": "downloads hub weights; the local-file path (model.pretrained_file) runs"}
+    missing = [name for name in keys() if f"{name}=" not in sources and name not in untestable]
+    assert not missing, f"no end-to-end test sets {missing}"

@@ -124,3 +124,21 @@ def test_corrupt_image_is_named_by_the_cli(demo_root: Path, tmp_path: Path):
     # Our own error line names the file (the launcher then reports the exit status with its own traceback).
     errors = [line for line in result.stderr.splitlines() if "ERROR foldtrain" in line or line.startswith("  ")]
     assert any(bad.parent.name in line and bad.name in line for line in errors), result.stderr[-3000:]
+
+
+def test_a_short_run_is_diagnosed_as_under_trained(demo_root: Path, tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = accelerate_launch([f"data.root={demo_root}", "data.image_size=64", "train.epochs=4", "cv.folds=5",
+                                "train.batch_size=16", "data.num_workers=0", "run.name=short",
+                                f"mlflow.tracking_uri={uri}", "mlflow.log_model=false"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "runs" / "short"
+    summary = json.loads((run / "summary.json").read_text())
+    kinds = {finding["kind"]: finding for finding in summary["diagnosis"]}
+    assert "under-trained" in kinds and len(kinds["under-trained"]["folds"]) >= 3
+    assert "train.epochs" in result.stderr and "WARNING" in result.stderr
+    assert {"oof_f1_honest", "oof_f1_last", "oof_f1_best"} <= set(summary)
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(json.loads((run / "tracking.json").read_text())["parent_id"])
+    assert "under-trained" in parent.data.tags["foldtrain.diagnosis"]
+    assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from tests.conftest import accelerate_launch, run_module
@@ -94,29 +95,81 @@ def test_imagefolder_three_folds(tmp_path: Path):
     assert summary["classes"] == ["with_mask", "without_mask"] and summary["heads"] == "single"
 
 
-def test_csv_format_with_groups(tmp_path: Path):
-    draw_mask_set(tmp_path / "data", per_class=20)
+def test_csv_format_with_groups_and_symlinked_images(tmp_path: Path):
+    draw_mask_set(tmp_path / "elsewhere", per_class=20)
+    (tmp_path / "data").mkdir()
+    for name in ("with_mask", "without_mask"):  # the images live outside the data root
+        (tmp_path / "data" / name).symlink_to(tmp_path / "elsewhere" / name)
     rows = [{"path": f"{name}/{i}.png", "label": name, "group": f"{name}-{i // 2}"}
             for name in ("with_mask", "without_mask") for i in range(20)]
     pd.DataFrame(rows).to_csv(tmp_path / "data" / "train.csv", index=False)
-    result = accelerate_launch([
-        f"data.root={tmp_path / 'data'}", "data.format=csv", *TINY, "cv.folds=3", "train.epochs=1",
-        "run.name=csv", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-    ], cwd=tmp_path)
+    args = [f"data.root={tmp_path / 'data'}", "data.format=csv", *TINY, "cv.folds=3", "train.epochs=1",
+            "run.name=csv", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "mlflow.log_model=false"]
+    refused = accelerate_launch(args, cwd=tmp_path)
+    assert refused.returncode != 0 and "data.follow_symlinks=true" in refused.stderr
+    result = accelerate_launch([*args, "data.follow_symlinks=true"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     folds = pd.read_csv(tmp_path / "runs" / "csv" / "folds.csv")
     assert (folds.groupby("person")["fold"].nunique() == 1).all() and len(folds) == 40
+    summary = json.loads((tmp_path / "runs" / "csv" / "summary.json").read_text())
+    assert "model_uri" not in summary  # mlflow.log_model=false
 
 
 def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
     result = accelerate_launch([
         f"data.root={demo_root}", *TINY, "data.face_crop=true", "cv.only=[0]", "train.epochs=1", "run.name=faces",
-        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "facecrop.margins=[20,50,20,20]",
+        "facecrop.scale_margins=true", "facecrop.detect_size=192", "facecrop.min_prob=0.8",
+        "facecrop.fallback_scale=1.3",
     ], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "using face crops of" in result.stderr
     crops = list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))
     assert len(crops) == 1 and pd.read_csv(crops[0])["path"].str.startswith("train/").sum() == 7 * 20
+    settings = json.loads((crops[0].parent / "facecrop.json").read_text())["settings"]
+    assert settings == {"margins": [20, 50, 20, 20], "scale_margins": True, "fallback_scale": 1.3, "min_prob": 0.8,
+                        "detect_size": 192}
     predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "faces")], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert len(list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))) == 2
+
+
+def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
+    """Fine-tuning the head of a file's weights, with accumulation, clipping, compile, the honest checkpoint rule,
+    the remaining augmentations, system metrics and a flips-TTA model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from foldtrain.model.factory import build_model
+
+    pretrained = tmp_path / "pretrained.safetensors"
+    save_file(build_model("resnet10t", 8).state_dict(), str(pretrained))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = accelerate_launch([
+        f"data.root={demo_root}", *TINY, "cv.folds=3", "cv.only=[0,1]", "train.epochs=3", "run.name=all",
+        f"model.pretrained_file={pretrained}", "model.freeze_backbone=true", "model.drop_rate=0.2",
+        "model.drop_path_rate=0.1", "train.weight_decay=0.01", "train.warmup_epochs=0", "train.scheduler=onecycle",
+        "train.max_lr=0.01", "train.grad_accum=2", "train.clip_grad=1.0", "train.class_weights=balanced",
+        "train.checkpoint=honest", "train.compile=true", "train.seed=7", "aug.hflip=0.3", "aug.color_jitter=0.2",
+        "aug.auto_augment=rand-m5-mstd0.5", "aug.random_erasing=0.25", "mlflow.model_tta=flips",
+        "mlflow.system_metrics=true", f"mlflow.tracking_uri={uri}",
+    ], cwd=tmp_path, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "runs" / "all"
+    source = load_file(str(pretrained))
+    for fold in (0, 1):
+        outcome = json.loads((run / f"fold{fold}" / "result.json").read_text())
+        assert outcome["checkpoint"] == "honest" and outcome["checkpoint_epoch"] is not None
+        assert not (run / f"fold{fold}" / "epochs").exists()
+        kept = load_file(str(run / f"fold{fold}" / "model.safetensors"))
+        assert torch.equal(kept["conv1.0.weight"], source["conv1.0.weight"])  # the frozen backbone never moved
+        assert not torch.equal(kept["fc.weight"], source["fc.weight"])  # the head did
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["effective_batch_size"] == 32 and summary["checkpoint"] == "honest"
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(json.loads((run / "tracking.json").read_text())["parent_id"])
+    assert any(name.startswith("system/") for name in parent.data.metrics)
+    model_dir = client.download_artifacts(parent.info.run_id, "", str(tmp_path / "mlflow-download"))
+    assert model_dir  # the parent's artifacts are reachable
+    served = json.loads(next((Path(uri[len("sqlite:///"):]).parent / "mlartifacts").rglob("served.json")).read_text())
+    assert served["tta"] == "flips" and set(served["folds"]) == {"fold 0", "fold 1"}
