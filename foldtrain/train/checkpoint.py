@@ -1,7 +1,7 @@
 """What a fold keeps on disk, owned by one object called once per epoch (as timm's `CheckpointSaver`).
 
-- `model.safetensors`: the weights `train.checkpoint` picks (`best` validation F1, `last` epoch, or `honest`:
-  the epoch the other folds' best epochs point to, chosen when every fold is done; see `track.estimates`);
+- `model.safetensors`: the weights `train.checkpoint` picks (`last` epoch, written when the fold ends; `best`
+  validation F1; or `honest`: the epoch the other folds' best epochs point to, chosen when every fold is done);
 - `epoch<e>_f1_<score>.safetensors` for every epoch at or above `train.save_above`;
 - `val_scores.npz`: every epoch's validation class scores (rows x classes per epoch), from which the out-of-fold
   table and the honest estimate are built;
@@ -81,7 +81,7 @@ class CheckpointPolicy:
                 np.savez(tmp, rows=self.rows, scores=np.stack(self.history))
         meta = self.meta | {"epoch": rec.epoch, "val_f1": rec.val_f1}
         state = None
-        if self.rule == "last" or (self.rule == "best" and improved):
+        if self.rule == "best" and improved:
             state = weights()
             save_weights(state, self.fold_dir / WEIGHTS, meta)
         if self.rule == "honest":
@@ -91,10 +91,13 @@ class CheckpointPolicy:
             save_weights(state or weights(), self.fold_dir / f"epoch{rec.epoch:03d}_f1_{rec.val_f1:.4f}.safetensors",
                          meta)
 
-    def finish(self, progress: FoldProgress, ended: float) -> dict:
+    def finish(self, progress: FoldProgress, ended: float, weights: Callable[[], dict[str, torch.Tensor]]) -> dict:
         """Write and return result.json: best score and epoch, epochs run, the kept epoch (None until `honest`
-        picks one) and the fold's start and end times."""
+        picks one) and the fold's start and end times. The `last` rule writes its weights here, once."""
         kept = {"best": progress.best_epoch, "last": progress.last_epoch}.get(self.rule)
+        if self.rule == "last":
+            rec = progress.history[-1]
+            save_weights(weights(), self.fold_dir / WEIGHTS, self.meta | {"epoch": rec.epoch, "val_f1": rec.val_f1})
         result = {"fold": progress.fold, "best_f1": progress.best_f1, "best_epoch": progress.best_epoch,
                   "epochs_run": progress.next_epoch, "checkpoint": self.rule, "checkpoint_epoch": kept,
                   "started": progress.started, "ended": ended, "finished": True}

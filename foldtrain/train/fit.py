@@ -98,7 +98,8 @@ class FoldFit:
                 log.info("%s: early stop after epoch %d (no val_f1 gain for %d epochs)", self.spec.name, epoch,
                          stopping.patience)
                 break
-        result = self.checkpoints.finish(progress, time.time()) if self.place.is_writer else {}
+        result = self.checkpoints.finish(progress, time.time(), self.eval_net.state_dict) if self.place.is_writer \
+            else {}
         if self.place.is_writer:
             clear_fold_state(self.spec.out_dir)
         self.place.barrier()
@@ -137,7 +138,9 @@ class FoldFit:
         meta = {"model": cfg.model.name, "num_classes": len(data.classes), "heads": heads.name,
                 "classes": data.classes, "image_size": list(data.size_hw), "mean": list(mean), "std": list(std),
                 "fold": self.spec.fold}
-        self.checkpoints = CheckpointPolicy(self.spec.out_dir, cfg.train.checkpoint, cfg.train.save_above, meta)
+        # Without validation rows (the all-data fit) there is no epoch to choose: the last weights are the model.
+        rule = cfg.train.checkpoint if len(self.spec.val_rows) else "last"
+        self.checkpoints = CheckpointPolicy(self.spec.out_dir, rule, cfg.train.save_above, meta)
 
     def loaders(self):
         cfg, data = self.cfg, self.s.data
