@@ -142,7 +142,10 @@ def train(cfg: Config, status: Status) -> int:
             tracking.finish(folds, facts | {"seconds": time.perf_counter() - started})
     except BaseException as err:
         if tracking is not None:
-            tracking.abort(err)
+            from foldtrain.run.process import uninterrupted
+
+            with uninterrupted():  # a SIGTERM from the launcher must not cut the runs' end short
+                tracking.abort(err)
         raise
     finally:
         if monitor is not None:

@@ -2,8 +2,10 @@
 
 A fold is
 - under-trained when its best validation F1 came in the last tenth of its epochs (the last epoch for runs of up to
-  ten) and validation F1 was still rising over the last quarter of the epochs;
-- over-fitting when its validation loss ended well above its lowest point while the training loss kept falling;
+  ten) and validation F1 was still rising: the mean of its last quarter of epochs (at least two) above the mean of
+  the quarter before;
+- over-fitting when its validation loss ended well above its lowest point while the training loss kept falling and
+  validation F1 ended below its best (a loss that rises while F1 still climbs is confidence, not over-fitting);
 - at chance when its best validation F1 never got clear of 1 / classes (guessing by the class shares).
 A kind shared by at least half the folds is a warning for the run, with the advice a user needs.
 """
@@ -26,13 +28,15 @@ def fold_findings(history: pd.DataFrame, num_classes: int) -> list[str]:
     f1, epochs = history["val_f1"].to_numpy(), len(history)
     findings = []
     tail = max(1, math.ceil(epochs / 10))
-    window = max(1, epochs // 4)
+    window = max(epochs // 4, min(2, epochs // 2))
     rising = epochs >= 2 * window and f1[-window:].mean() - f1[-2 * window:-window].mean() > RISE
     if int(f1.argmax()) >= epochs - tail and rising:
         findings.append("under-trained")
     val_loss, train_loss = history["val_loss"].to_numpy(), history["train_loss"].to_numpy()
     low = int(val_loss.argmin())
-    if low < epochs - 1 and val_loss[-1] > val_loss[low] * (1 + LOSS_RISE) and train_loss[-1] < train_loss[low]:
+    declined = f1[-1] < f1.max() - RISE / 2
+    if low < epochs - 1 and val_loss[-1] > val_loss[low] * (1 + LOSS_RISE) and train_loss[-1] < train_loss[low] \
+            and declined:
         findings.append("over-fitting")
     if f1.max() <= 1 / num_classes + CHANCE_MARGIN:
         findings.append("at chance")

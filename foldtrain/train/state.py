@@ -143,21 +143,25 @@ def save_fold_state(fold_dir: Path, rank: int, is_writer: bool, barrier: Callabl
         rng: this process's `rng_state()`.
     """
     tmp = fold_dir / TMP
-    if is_writer:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier()
-    write_state(tmp, f"rng_{rank}", rng)
-    barrier()
-    if is_writer:
-        write_state(tmp, "state", shared())
-        current, old = fold_dir / STATE, fold_dir / OLD
-        shutil.rmtree(old, ignore_errors=True)
-        if current.exists():
-            current.rename(old)
-        tmp.rename(current)
-        shutil.rmtree(old, ignore_errors=True)
-    barrier()
+    try:
+        if is_writer:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        barrier()
+        write_state(tmp, f"rng_{rank}", rng)
+        barrier()
+        if is_writer:
+            write_state(tmp, "state", shared())
+            current, old = fold_dir / STATE, fold_dir / OLD
+            shutil.rmtree(old, ignore_errors=True)
+            if current.exists():
+                current.rename(old)
+            tmp.rename(current)
+            shutil.rmtree(old, ignore_errors=True)
+        barrier()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half-written state is never left to look like one
+        raise
 
 
 def find_state(fold_dir: Path) -> Path | None:
