@@ -21,11 +21,10 @@ import torch
 
 from ensemble.predict import run_config
 from foldtrain.config import Config
-from foldtrain.data.cache import decode_resized
+from foldtrain.data.eval_set import input_view
 from foldtrain.data.paths import inside_root
 from foldtrain.data.prepare import source_root
 from foldtrain.data.tables import read_eval
-from foldtrain.data.transforms import build_eval_transform, working_size
 from foldtrain.errors import EXPECTED
 from foldtrain.files import atomic_path, read_json
 from foldtrain.model.cam import HEADS, METHODS, class_maps
@@ -33,6 +32,7 @@ from foldtrain.model.fold_ensemble import load_fold_net, run_fold_models
 from foldtrain.run.folder import RunFolder
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track.cam_grid import draw_cam_grid
+from foldtrain.train.metrics import log_loss_per_row
 
 log = logging.getLogger("ensemble")
 SELECT = ("worst", "random", "per-class")
@@ -42,9 +42,7 @@ BATCH = 16
 def select_rows(oof: pd.DataFrame, n: int, how: str, num_classes: int, seed: int = 0) -> pd.DataFrame:
     """`n` out-of-fold rows spread evenly over the folds (and over the classes for `per-class`)."""
     scores = oof[[f"logit_{i}" for i in range(num_classes)]].to_numpy(dtype=np.float64)
-    shifted = scores - scores.max(1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-    table = oof.assign(loss=-log_p[np.arange(len(oof)), oof["label"].to_numpy()])
+    table = oof.assign(loss=log_loss_per_row(scores, oof["label"].to_numpy()))
     rng = np.random.default_rng(seed)
     if how == "per-class":
         per_class = max(1, -(-n // num_classes))
@@ -62,10 +60,8 @@ def select_rows(oof: pd.DataFrame, n: int, how: str, num_classes: int, seed: int
 
 
 def input_views(files: list[Path], size_hw: tuple[int, int]) -> np.ndarray:
-    """The model's input view of each image (uint8 N x H x W x 3): the decode and resizes of validation."""
-    resize = build_eval_transform(size_hw)
-    views = [resize(torch.from_numpy(decode_resized(f, working_size(size_hw)).copy()).permute(2, 0, 1)) for f in files]
-    return torch.stack(views).permute(0, 2, 3, 1).numpy()
+    """The model's input view of each image, uint8 N x H x W x 3."""
+    return torch.stack([input_view(f, size_hw) for f in files]).permute(0, 2, 3, 1).numpy()
 
 
 def maps_of(fold, views: np.ndarray, method: str, head: str | None, layer: str | None,

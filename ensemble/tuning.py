@@ -17,15 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from foldtrain.train.metrics import log_softmax
+
+__all__ = ["Blend", "blend", "greedy_weights", "log_softmax", "macro_f1", "nested_cv", "tune", "tune_biases"]
+
 BIAS_GRID = np.round(np.arange(-3.0, 3.0001, 0.05), 4)  # bounded: a bias beyond +-3 nats flips most rows
 ROUNDS = 4
 GREEDY_STEPS = 40
-
-
-def log_softmax(scores: np.ndarray) -> np.ndarray:
-    """Per-row log-probabilities of class scores (logits, or joint log-probabilities of three heads)."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from foldtrain.config import Config, cache_root
-from foldtrain.data.cache import build_cache
+from foldtrain.data.cache import build_cache, decode_resized
 from foldtrain.data.loaders import CachedImageDataset, build_loader, default_workers
 from foldtrain.data.prepare import source_root
 from foldtrain.data.tables import read_eval
@@ -26,3 +27,10 @@ def eval_loader(cfg: Config, data_dir: Path, size_hw: tuple[int, int], batch_siz
     dataset = CachedImageDataset(cache, np.arange(len(table)), None, build_eval_transform(size_hw))
     workers = default_workers(1, gpu) if workers is None else workers
     return table, build_loader(dataset, batch_size, False, workers, pin_memory=gpu)
+
+
+def input_view(source: Path | bytes, size_hw: tuple[int, int], name: str | None = None) -> torch.Tensor:
+    """One image file (or its bytes) as the model sees it: uint8 CHW after the decode and both resizes that
+    validation and prediction apply (the cache's working size, then the model input)."""
+    array = decode_resized(source, working_size(size_hw), name=name)
+    return build_eval_transform(size_hw)(torch.from_numpy(array.copy()).permute(2, 0, 1))

@@ -18,9 +18,8 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel
 
-from foldtrain.data.cache import decode_resized
+from foldtrain.data.eval_set import input_view
 from foldtrain.data.images import ImageReadError
-from foldtrain.data.transforms import build_eval_transform, working_size
 from foldtrain.model.fold_ensemble import FoldEnsemble, FoldModel
 from foldtrain.model.weights import read_metadata
 
@@ -58,7 +57,6 @@ class FoldEnsemblePyfunc(PythonModel):
         folder = Path(context.artifacts["ensemble"])
         self.ensemble, settings = load_ensemble(folder)
         self.crop = settings.get("face_crop")
-        self.transform = build_eval_transform(self.ensemble.size_hw)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if "image" not in model_input.columns:
@@ -68,14 +66,12 @@ class FoldEnsemblePyfunc(PythonModel):
             from foldtrain.facecrop.single import crop_images  # MTCNN, only for runs trained on face crops
 
             files = crop_images(files, self.crop)
-        size = working_size(self.ensemble.size_hw)
         tensors = []
         for row, data in enumerate(files):
             try:
-                array = decode_resized(data, size, name=f"row {row} of column 'image'")
+                tensors.append(input_view(data, self.ensemble.size_hw, name=f"row {row} of column 'image'"))
             except ImageReadError as err:
                 raise ValueError(str(err)) from err
-            tensors.append(self.transform(torch.from_numpy(array.copy()).permute(2, 0, 1)))
         scores = torch.cat([self.ensemble(torch.stack(tensors[i:i + BATCH])) for i in range(0, len(tensors), BATCH)])
         probs = torch.softmax(scores.double(), dim=1).numpy()
         classes = self.ensemble.classes

@@ -26,11 +26,15 @@ def confusion(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.nda
     return confusion_matrix(labels, preds, labels=list(range(num_classes)))
 
 
-def log_loss_per_row(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each row's class scores (logits or log-probabilities) against its integer label."""
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    """Per-row log-probabilities of class scores (logits, or the joint log-probabilities of three heads)."""
     shifted = scores - scores.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -log_probs[np.arange(len(labels)), labels]
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def log_loss_per_row(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each row's class scores against its integer label."""
+    return -log_softmax(scores)[np.arange(len(labels)), labels]
 
 
 def log_loss(scores: np.ndarray, labels: np.ndarray) -> float:
