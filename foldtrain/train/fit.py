@@ -98,9 +98,9 @@ class FoldFit:
                 log.info("%s: early stop after epoch %d (no val_f1 gain for %d epochs)", self.spec.name, epoch,
                          stopping.patience)
                 break
-        result = self.checkpoints.finish(progress, time.time(), self.eval_net.state_dict) if self.place.is_writer \
-            else {}
+        result = {}
         if self.place.is_writer:
+            result = self.checkpoints.finish(progress, time.time(), self.eval_net.state_dict)
             clear_fold_state(self.spec.out_dir)
         self.place.barrier()
         for hook in self.hooks:
