@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,17 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 import common
+from common import run_checked as run
 from foldtrain.data import labels as label_codes
 from foldtrain.train.metrics import accuracy, macro_f1
 
 CONFIGS = {"defaults": [], "defaults-16ep": ["train.epochs=16"]}
 BASE = ["model.name=resnet10t", "data.image_size=96", "train.batch_size=32", "train.lr=0.003"]
-
-
-def run(cmd: list[str], cwd: Path) -> None:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
 
 
 def measure(data: Path, work: Path, name: str, overrides: list[str], seed: int) -> list[object]:

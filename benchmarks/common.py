@@ -56,6 +56,13 @@ def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[s
     return results
 
 
+def run_checked(cmd: list[str], cwd: Path) -> None:
+    """Run a command quietly; on failure exit with the command and the tail of its stderr."""
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
+
+
 def timed(fn: Callable[[], object]) -> float:
     """Wall seconds of one call."""
     start = time.perf_counter()

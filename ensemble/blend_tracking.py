@@ -24,7 +24,7 @@ def log_blend(runs, out: Path, result: dict) -> dict:
     sources = [tracking_of(run.folder).get("parent_id", "") for run in runs]
     params = {f"weight.{i}.{run.folder.name}": w for i, (run, w) in enumerate(zip(runs, result["weights"],
                                                                                   strict=True))}
-    params |= {f"bias.{i}": b for i, b in enumerate(result["class_bias"])}
+    params |= {f"bias.{i}": b for i, b in enumerate(result["class_bias"])} | {"bias_kept": result["bias_kept"]}
     run_id = tracker.start_run(f"blend-{out.resolve().name}", tags={"foldtrain.kind": "blend",
                                                                     "foldtrain.source_runs": ",".join(sources)},
                                params=params)
