@@ -148,7 +148,6 @@ def nested_cv(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray, weights:
     return macro_f1(labels, preds, logps.shape[2]), preds
 
 
-
 @dataclass
 class Estimate:
     """The kept blend with the nested-CV scores of the blend without biases and (when tried) with them."""
