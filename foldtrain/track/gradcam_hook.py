@@ -12,7 +12,7 @@ from foldtrain.model.cam import class_maps
 from foldtrain.model.fold_ensemble import FoldModel, load_fold_net
 from foldtrain.model.weights import read_metadata
 from foldtrain.track.cam_grid import draw_cam_grid
-from foldtrain.train.checkpoint import WEIGHTS, read_val_scores
+from foldtrain.train.checkpoint import read_val_scores, weights_at_fold_end
 from foldtrain.train.metrics import log_loss_per_row
 
 
@@ -39,10 +39,10 @@ class FoldGradcam:
 def draw_fold_grid(fold_dir, data, count: int, result: dict):
     """fold<k>/gradcam.png of the `count` validation images the kept weights got most wrong."""
     rows, scores = read_val_scores(fold_dir)
-    epoch = result["checkpoint_epoch"] if result.get("checkpoint_epoch") is not None else result["best_epoch"]
+    weights, epoch = weights_at_fold_end(fold_dir, result)
     labels = data.frame["label"].to_numpy()[rows]
     worst = np.argsort(-log_loss_per_row(scores[epoch], labels), kind="stable")[:count]
-    fold = FoldModel(f"fold {result['fold']}", fold_dir / WEIGHTS, read_metadata(fold_dir / WEIGHTS))
+    fold = FoldModel(f"fold {result['fold']}", weights, read_metadata(weights))
     resize = build_eval_transform(fold.size_hw)
     cache = open_cache(data.cache_path)
     views = torch.stack([resize(torch.from_numpy(np.array(cache[r])).permute(2, 0, 1)) for r in rows[worst]])

@@ -105,6 +105,14 @@ class CheckpointPolicy:
         return result
 
 
+def weights_at_fold_end(fold_dir: Path, result: dict) -> tuple[Path, int]:
+    """(the weights file of the epoch a just-finished fold keeps, that epoch): its kept weights, or under `honest`,
+    whose epoch is chosen only when every fold is done, its best epoch's weights."""
+    if result.get("checkpoint_epoch") is not None:
+        return fold_dir / WEIGHTS, result["checkpoint_epoch"]
+    return epoch_weights(fold_dir, result["best_epoch"]), result["best_epoch"]
+
+
 def read_result(fold_dir: Path) -> dict:
     """A fold's result.json, or {} when the fold has not finished."""
     return read_json(fold_dir / "result.json", {})

@@ -135,8 +135,8 @@ def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
 
 
 def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
-    """Fine-tuning the head of a file's weights, with accumulation, clipping, compile, the honest checkpoint rule,
-    the remaining augmentations, system metrics and a flips-TTA model."""
+    """Fine-tuning the head of a file's weights, with accumulation, clipping, compile, the honest checkpoint rule (and
+    a Grad-CAM grid per fold under it), the remaining augmentations, system metrics and a flips-TTA model."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -150,8 +150,8 @@ def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
         f"model.pretrained_file={pretrained}", "model.freeze_backbone=true", "model.drop_rate=0.2",
         "model.drop_path_rate=0.1", "train.weight_decay=0.01", "train.warmup_epochs=0", "train.scheduler=onecycle",
         "train.max_lr=0.01", "train.grad_accum=2", "train.clip_grad=1.0", "train.class_weights=balanced",
-        "train.checkpoint=honest", "train.compile=true", "train.seed=7", "aug.hflip=0.3", "aug.color_jitter=0.2",
-        "aug.auto_augment=rand-m5-mstd0.5", "aug.random_erasing=0.25", "mlflow.model_tta=flips",
+        "train.checkpoint=honest", "train.gradcam=2", "train.compile=true", "train.seed=7", "aug.hflip=0.3",
+        "aug.color_jitter=0.2", "aug.auto_augment=rand-m5-mstd0.5", "aug.random_erasing=0.25", "mlflow.model_tta=flips",
         "mlflow.system_metrics=true", f"mlflow.tracking_uri={uri}",
     ], cwd=tmp_path, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
     assert result.returncode == 0, result.stderr[-4000:]
@@ -161,6 +161,7 @@ def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
         outcome = json.loads((run / f"fold{fold}" / "result.json").read_text())
         assert outcome["checkpoint"] == "honest" and outcome["checkpoint_epoch"] is not None
         assert not (run / f"fold{fold}" / "epochs").exists()
+        assert (run / f"fold{fold}" / "gradcam.png").stat().st_size > 1000  # drawn before the honest epoch is chosen
         kept = load_file(str(run / f"fold{fold}" / "model.safetensors"))
         assert torch.equal(kept["conv1.0.weight"], source["conv1.0.weight"])  # the frozen backbone never moved
         assert not torch.equal(kept["fc.weight"], source["fc.weight"])  # the head did
