@@ -87,12 +87,13 @@ def class_names(cfg: Config, folder: RunFolder, head: str | None) -> list[str]:
 
 
 def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
-    """Each fold model on its own out-of-fold images; returns what cams.npz holds."""
+    """Each fold model on its own out-of-fold images, a grid per fold and one overall; returns what cams.npz
+    holds."""
     cfg = run_config(folder)
-    classes = folder.summary()["classes"]
+    names = class_names(cfg, folder, args.head)
     models = {int(m.name.split()[-1]): m for m in run_fold_models(folder)}
     oof = pd.read_csv(folder / "oof.csv")
-    picked = select_rows(oof[oof["fold"].isin(models)], args.n, args.select, len(classes))
+    picked = select_rows(oof[oof["fold"].isin(models)], args.n, args.select, len(folder.summary()["classes"]))
     root = source_root(cfg, Path(cfg.data.root))
     parts = []
     for fold, rows in picked.groupby("fold", sort=True):
@@ -107,9 +108,13 @@ def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
             labels = np.asarray(decode(labels)[HEADS.index(args.head)])
         parts.append({"paths": rows["path"].to_numpy(str), "cams": maps, "preds": preds, "labels": labels,
                       "folds": np.full(len(rows), fold), "views": views})
-        draw_cam_grid(views, maps, labels, preds, class_names(cfg, folder, args.head), args.out / f"fold{fold}.png",
+        draw_cam_grid(views, maps, labels, preds, names, args.out / f"fold{fold}.png",
                       f"{folder.name} fold {fold}: {args.method} on its out-of-fold images ({args.select})")
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    found = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    views = found.pop("views")
+    draw_cam_grid(views, found["cams"], found["labels"], found["preds"], names, args.out / "gradcam.png",
+                  f"{folder.name}: {args.method}, {len(views)} out-of-fold images ({args.select})")
+    return found
 
 
 def explain_eval(folder: RunFolder, args: argparse.Namespace) -> dict:
@@ -126,7 +131,7 @@ def explain_eval(folder: RunFolder, args: argparse.Namespace) -> dict:
     draw_cam_grid(views, cams, np.full(len(table), -1), first_preds, class_names(cfg, folder, args.head),
                   args.out / "eval.png", f"{folder.name}: {args.method} of {len(models)} folds on {args.data}")
     return {"paths": table["ImageID"].to_numpy(str), "cams": cams, "preds": first_preds,
-            "labels": np.full(len(table), -1), "folds": np.full(len(table), -1), "views": views}
+            "labels": np.full(len(table), -1), "folds": np.full(len(table), -1)}
 
 
 def log_to_mlflow(folder: RunFolder, out: Path) -> None:
@@ -161,13 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         folder = RunFolder(args.run)
         args.out.mkdir(parents=True, exist_ok=True)
         found = explain_eval(folder, args) if args.data else explain_run(folder, args)
-        views = found.pop("views")
         with atomic_path(args.out / "cams.npz", suffix=".npz") as tmp:
             np.savez_compressed(tmp, **found)
         if not args.data:
-            classes = class_names(run_config(folder), folder, args.head)
-            draw_cam_grid(views, found["cams"], found["labels"], found["preds"], classes, args.out / "gradcam.png",
-                          f"{folder.name}: {args.method}, {len(views)} out-of-fold images ({args.select})")
             log_to_mlflow(folder, args.out)
     except EXPECTED as err:
         print(f"ensemble.explain: error: {err}", file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from foldtrain.track.report import _figure, save_figure
+from foldtrain.track.report import new_figure, save_figure
 
 COLUMNS = 4  # image pairs per row
 
@@ -23,7 +23,7 @@ def draw_cam_grid(images: np.ndarray, cams: np.ndarray, labels: np.ndarray, pred
     """Up to len(images) pairs (image, overlay) in rows of four; a wrong prediction's title is red."""
     count = len(images)
     rows = max(1, math.ceil(count / COLUMNS))
-    fig = _figure(COLUMNS * 4.2, rows * 2.4 + 0.6)
+    fig = new_figure(COLUMNS * 4.2, rows * 2.4 + 0.6)
     axes = np.atleast_2d(fig.subplots(rows, COLUMNS * 2))
     for ax in axes.flat:
         ax.axis("off")

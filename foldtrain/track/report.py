@@ -10,7 +10,8 @@ import pandas as pd
 from foldtrain.files import atomic_path
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure of that size in inches, for `save_figure`."""
     from matplotlib.figure import Figure  # a bare Figure: no pyplot state, no display needed on training machines
 
     return Figure(figsize=(width, height))
@@ -26,7 +27,7 @@ def save_figure(fig, path: str | Path) -> None:
 def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix with counts in the cells."""
     n = len(classes)
-    fig = _figure(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5))
+    fig = new_figure(max(5, 0.55 * n + 2), max(4, 0.5 * n + 1.5))
     ax = fig.subplots()
     share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -45,7 +46,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, tit
 
 def plot_per_class_f1(scores: dict[str, np.ndarray], classes: list[str], path: str | Path, title: str) -> None:
     """Horizontal bars of each class's F1, one bar per named series (a run, a blend)."""
-    fig = _figure(7, max(3, 0.3 * len(classes) * max(1, len(scores) / 2) + 1))
+    fig = new_figure(7, max(3, 0.3 * len(classes) * max(1, len(scores) / 2) + 1))
     ax = fig.subplots()
     height = 0.8 / len(scores)
     for i, (name, values) in enumerate(scores.items()):
@@ -62,7 +63,7 @@ def plot_per_class_f1(scores: dict[str, np.ndarray], classes: list[str], path: s
 
 def plot_learning_curves(curves: dict[int, pd.DataFrame], path: str | Path, title: str) -> None:
     """Validation F1 and loss per epoch for every fold and their mean, with the training loss beside them."""
-    fig = _figure(12, 3.6)
+    fig = new_figure(12, 3.6)
     axes = fig.subplots(1, 3)
     panels = (("val_f1", "validation macro F1"), ("val_loss", "validation loss"), ("train_loss", "training loss"))
     for ax, (column, label) in zip(axes, panels, strict=True):
