@@ -201,7 +201,7 @@ class Tracking:
     def finish(self, folds: list[int], facts: dict) -> None:
         from foldtrain.files import write_json
         from foldtrain.track.parent_run import close_parent
-        from foldtrain.track.results import write_results
+        from foldtrain.track.results import caveats, headline, write_results
 
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
         if self.cfg.mlflow.log_model:
@@ -213,9 +213,9 @@ class Tracking:
                 write_json(self.folder / "summary.json", summary)
                 self.fold_runs.model_uri = model_uri
                 self.fold_runs.save()
-        log.info("done: cv_f1 %.4f +- %.4f, oof_f1 %.4f (honest %.4f), oof_acc %.4f -> %s", summary["cv_f1_mean"],
-                 summary["cv_f1_std"], summary["oof_f1"], summary["oof_f1_honest"], summary["oof_acc"],
-                 self.folder.path)
+        log.info("done: %s -> %s", headline(summary), self.folder.path)
+        for line in caveats(summary):
+            log.warning("%s", line)
         for finding in summary["diagnosis"]:
             log.warning("%s", finding["advice"])
         close_parent(self.tracker, self.parent, self.cfg, self.folder, summary)

@@ -187,6 +187,16 @@ class CVConfig:
 
 
 @dataclass(frozen=True)
+class CIConfig:
+    level: float = key(0.9, "coverage of every F1 interval (persons resampled, never rows)",
+                       number(0.5, 1, high_open=True))
+    resamples: int = key(1000, "bootstrap resamples of persons", number(100, 100000))
+    test_persons: int | None = key(None, "persons of the hidden test set test_f1_pi predicts for (null: one fold's)",
+                                   AT_LEAST_1)
+    seed: int = key(0, "bootstrap seed", AT_LEAST_0)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     dir: str = key("runs", "output root", NON_EMPTY)
     name: str | None = key(None, "this run's folder (null: cv-<timestamp>)", FOLDER_NAME)
@@ -211,5 +221,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     aug: AugConfig = field(default_factory=AugConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+    ci: CIConfig = field(default_factory=CIConfig)
     run: RunConfig = field(default_factory=RunConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)

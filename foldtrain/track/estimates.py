@@ -1,15 +1,14 @@
 """Out-of-fold predictions at a chosen epoch per fold, and the CV estimates built from them.
 
-Every fold keeps every epoch's validation scores, so the out-of-fold table can be read at any epoch rule:
-- `best`: each fold's best epoch by its own validation F1. Choosing the epoch on the same rows that score it is
-  optimistic: the max of noisy epoch scores is biased upward.
-- `last`: each fold's last epoch; nothing is chosen on the validation rows, so it is an honest score of the last
-  weights.
-- `honest`: each fold at the median best epoch of the *other* folds (`train.cv.honest_epochs`); its own rows
-  play no part in the choice, so it is an honest score of a best-epoch-like rule.
+Each epoch rule (`train.rules`) gives one estimate, `oof_f1_<rule>`. `oof_f1_best` is always the optimistic one, as
+its name says; `oof_f1_last` and `oof_f1_honest` are None, with the reason in `estimate_notes`, whenever a fold's
+own validation rows chose its epoch under that rule (early stopping, a lone fold): a number never carries a name it
+does not deserve.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -18,19 +17,12 @@ from foldtrain.data.prepare import PreparedData
 from foldtrain.run.folder import RunFolder
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_val_scores
-from foldtrain.train.cv import honest_epochs
-
-RULES = ("best", "last", "honest")
+from foldtrain.train.rules import RULES
 
 
 def rule_epochs(results: dict[int, dict], rule: str) -> dict[int, int]:
     """The epoch each fold is read at under `rule`."""
-    if rule == "best":
-        return {f: r["best_epoch"] for f, r in results.items()}
-    if rule == "last":
-        return {f: r["epochs_run"] - 1 for f, r in results.items()}
-    return honest_epochs({f: r["best_epoch"] for f, r in results.items()},
-                         {f: r["epochs_run"] for f, r in results.items()})
+    return RULES[rule].epochs(results)
 
 
 def oof_scores(folder: RunFolder, epochs: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,13 +44,24 @@ def oof_table(data: PreparedData, folder: RunFolder, epochs: dict[int, int]) -> 
     return pd.concat([table, logits], axis=1).sort_values("path", kind="stable", ignore_index=True)
 
 
-def estimates(data: PreparedData, folder: RunFolder, results: dict[int, dict]) -> dict[str, float]:
-    """`oof_f1_best`, `oof_f1_last` and `oof_f1_honest`: the out-of-fold macro F1 under each epoch rule."""
-    labels = data.frame["label"].to_numpy()
-    out = {}
-    for rule in RULES:
-        rows, scores = oof_scores(folder, rule_epochs(results, rule))
-        out[f"oof_f1_{rule}"] = metrics.macro_f1(labels[rows], scores.argmax(1), len(data.classes))
+def estimates(data: PreparedData, folder: RunFolder, results: dict[int, dict],
+              interval: Callable | None = None) -> dict:
+    """`oof_f1_best`, `oof_f1_last`, `oof_f1_honest` (None where a fold's own rows chose its epoch),
+    `estimate_notes` (why each None), and with `interval(labels, preds, groups)` each figure's `..._ci`."""
+    labels, groups = data.frame["label"].to_numpy(), data.frame["person"].to_numpy()
+    out: dict = {}
+    notes = {}
+    for name, rule in RULES.items():
+        key = f"oof_f1_{name}"
+        reason = rule.chosen_on_own_rows(results) if name != "best" else None
+        if reason:
+            out[key], notes[key] = None, reason
+            continue
+        rows, scores = oof_scores(folder, rule.epochs(results))
+        out[key] = metrics.macro_f1(labels[rows], scores.argmax(1), len(data.classes))
+        if interval is not None:
+            out[f"{key}_ci"] = interval(labels[rows], scores.argmax(1), groups[rows])
+    out["estimate_notes"] = notes
     return out
 
 

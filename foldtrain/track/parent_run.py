@@ -8,7 +8,7 @@ from foldtrain.files import read_json
 from foldtrain.run.folder import RunFolder
 from foldtrain.track.fold_runs import TRACKING
 from foldtrain.track.mlflow_tracker import MLflowTracker
-from foldtrain.track.results import PICTURES
+from foldtrain.track.results import PICTURES, headline
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
 ARTIFACTS = ("summary.json", "folds.csv", "oof.csv", "per_class_f1.csv", *PICTURES)
@@ -34,17 +34,29 @@ def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: Pr
 def describe(cfg: Config, summary: dict) -> str:
     """The parent's one-line description."""
     return (f"{cfg.model.name} at {cfg.data.image_size} px, {len(summary['folds_trained'])} of {cfg.cv.folds} folds: "
-            f"CV F1 {summary['cv_f1_mean']:.4f} +- {summary['cv_f1_std']:.4f}, out-of-fold F1 {summary['oof_f1']:.4f} "
-            f"(honest {summary['oof_f1_honest']:.4f})")
+            f"{headline(summary)}")
+
+
+def interval_metrics(summary: dict) -> dict[str, float]:
+    """`<key>_ci_low` / `<key>_ci_high` of each interval in the summary (`test_f1_pi_low` / `_high`)."""
+    out = {}
+    for key in (*(f"{k}_ci" for k in SCORES), "test_f1_pi"):
+        if summary.get(key):
+            out[f"{key}_low"], out[f"{key}_high"] = summary[key]
+    return out
 
 
 def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder: RunFolder, summary: dict) -> None:
     """Scores (per fold with step = fold), description, artifacts, then FINISHED."""
     if not parent:
         return
-    tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None})
+    tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None}
+                        | interval_metrics(summary))
     for fold, f1 in summary["fold_f1"].items():
-        tracker.log_metrics(parent, {"fold_f1": f1, "best_epoch": summary["best_epoch"][fold]}, step=int(fold))
+        ci = (summary.get("fold_f1_ci") or {}).get(fold) or [None, None]
+        per_fold = {"fold_f1": f1, "best_epoch": summary["best_epoch"][fold], "fold_f1_ci_low": ci[0],
+                    "fold_f1_ci_high": ci[1]}
+        tracker.log_metrics(parent, {k: v for k, v in per_fold.items() if v is not None}, step=int(fold))
     tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary),
                               "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok"})
     for name in ARTIFACTS:

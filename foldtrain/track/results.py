@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
+import pandas as pd
 
 from foldtrain.config import Config
 from foldtrain.data.prepare import PreparedData
@@ -11,8 +14,10 @@ from foldtrain.run.folder import RunFolder
 from foldtrain.track import report
 from foldtrain.track.diagnosis import diagnose
 from foldtrain.track.estimates import epoch_curves, estimates, oof_table
+from foldtrain.track.intervals import f1_interval, hidden_test_interval
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_result
+from foldtrain.train.rules import RULES
 
 PICTURES = ("confusion_matrix.png", "per_class_f1.png", "learning_curves.png")
 
@@ -29,14 +34,27 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     oof = oof_table(data, folder, kept)
     write_csv(folder / "oof.csv", oof)
     labels, preds = oof["label"].to_numpy(), oof["pred"].to_numpy()
-    fold_f1 = {str(f): metrics.macro_f1(labels[oof["fold"] == f], preds[oof["fold"] == f], num_classes)
-               for f in folds}
+    persons = data.frame.set_index("path").loc[oof["path"], "person"].to_numpy()
+    interval = partial(f1_interval, num_classes=num_classes, level=cfg.ci.level, resamples=cfg.ci.resamples,
+                       seed=cfg.ci.seed)
+    in_fold = {f: (oof["fold"] == f).to_numpy() for f in folds}
+    fold_f1 = {str(f): metrics.macro_f1(labels[rows], preds[rows], num_classes) for f, rows in in_fold.items()}
     scores = np.array(list(fold_f1.values()))
+    test_persons = cfg.ci.test_persons or round(pd.Series(persons).nunique() / cfg.cv.folds)
+    rule_note = RULES[cfg.train.checkpoint].chosen_on_own_rows(results)
     summary = {
         "run_name": cfg.run.name, "folds_trained": folds, "checkpoint": cfg.train.checkpoint, "fold_f1": fold_f1,
         "cv_f1_mean": float(scores.mean()), "cv_f1_std": float(scores.std()),
         "oof_f1": metrics.macro_f1(labels, preds, num_classes), "oof_acc": metrics.accuracy(labels, preds),
-        **estimates(data, folder, results),
+        # the rule the kept epochs follow, and why fold k's own rows chose them (None: they chose nothing)
+        "oof_rule": cfg.train.checkpoint, "oof_rule_note": rule_note,
+        "oof_f1_ci": interval(labels, preds, persons),
+        "fold_f1_ci": {str(f): interval(labels[rows], preds[rows], persons[rows]) for f, rows in in_fold.items()},
+        "test_persons": test_persons,
+        "test_f1_pi": hidden_test_interval(labels, preds, persons, num_classes, test_persons, level=cfg.ci.level,
+                                           resamples=cfg.ci.resamples, seed=cfg.ci.seed),
+        "ci_level": cfg.ci.level,
+        **estimates(data, folder, results, interval),
         "best_epoch": {str(f): r["best_epoch"] for f, r in results.items()},
         "checkpoint_epoch": {str(f): e for f, e in kept.items()},
         "best_val_f1": {str(f): r["best_f1"] for f, r in results.items()},
@@ -64,3 +82,30 @@ def draw_pictures(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
               report.per_class_table(f1s, np.bincount(labels, minlength=num_classes), data.classes))
     report.plot_learning_curves(epoch_curves(folder, folds), folder / "learning_curves.png",
                                 f"{cfg.run.name} learning curves")
+
+
+def span(interval: list[float] | None) -> str:
+    return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+
+
+def headline(summary: dict) -> str:
+    """The run's scores in one line, each F1 with its interval, each estimate named by what it is."""
+    level = f"{summary.get('ci_level', 0.9):.0%}"
+    honest = summary.get("oof_f1_honest")
+    parts = [f"oof_f1 {summary['oof_f1']:.4f}{span(summary.get('oof_f1_ci'))} (rule {summary.get('oof_rule', '?')}"
+             + (", optimistic" if summary.get("oof_rule_note") else "") + ")",
+             f"honest {honest:.4f}{span(summary.get('oof_f1_honest_ci'))}" if honest is not None else "honest n/a",
+             f"cv_f1 {summary['cv_f1_mean']:.4f} +- {summary['cv_f1_std']:.4f}"]
+    if summary.get("test_f1_pi"):
+        parts.append(f"a {summary['test_persons']}-person test set: F1 in{span(summary['test_f1_pi'])}")
+    return f"{', '.join(parts)} ({level} intervals, persons resampled)"
+
+
+def caveats(summary: dict) -> list[str]:
+    """Why a figure is optimistic or missing, one line each, for the log."""
+    lines = []
+    if summary.get("oof_rule_note"):
+        lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; trust oof_f1_honest or oof_f1_last")
+    for key, reason in summary.get("estimate_notes", {}).items():
+        lines.append(f"{key} is not reported: {reason}")
+    return lines

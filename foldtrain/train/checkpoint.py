@@ -21,6 +21,7 @@ import torch
 from foldtrain.files import atomic_path, read_json, write_csv, write_json
 from foldtrain.model.weights import save_weights
 from foldtrain.train.progress import FoldProgress
+from foldtrain.train.state import StateError
 
 WEIGHTS, SCORES, EPOCHS_DIR = "model.safetensors", "val_scores.npz", "epochs"
 
@@ -60,12 +61,22 @@ class CheckpointPolicy:
 
     def __init__(self, fold_dir: Path, rule: str, save_above: float | None, meta: dict):
         self.fold_dir, self.rule, self.save_above, self.meta = fold_dir, rule, save_above, meta
-        self.rows, self.history = read_val_scores(fold_dir)
-        self.history = list(self.history)
+        # A fold that starts at epoch 0 starts a fresh score history: scores left by an earlier start (a run killed
+        # before its first resume state, or a state deleted to restart the fold) belong to other weights.
+        self.rows, self.history = np.zeros(0, dtype=np.int64), []
 
     def resume(self, progress: FoldProgress) -> None:
-        """Forget scores of epochs after the resumed state (written before a kill cut the epoch's state)."""
-        self.history = self.history[:progress.next_epoch]
+        """Take the stored scores of the epochs the resumed state has run, and forget later ones (written before a
+        kill cut the epoch's state).
+
+        Raises:
+            StateError: the stored scores do not cover the resumed epochs.
+        """
+        rows, history = read_val_scores(self.fold_dir)
+        if progress.next_epoch and len(history) < progress.next_epoch:
+            raise StateError(f"{self.fold_dir / SCORES} holds {len(history)} epochs of validation scores but the "
+                             f"resume state has run {progress.next_epoch}; delete {self.fold_dir} to restart the fold")
+        self.rows, self.history = rows, list(history[:progress.next_epoch])
 
     def after_epoch(self, progress: FoldProgress, improved: bool, weights: Callable[[], dict[str, torch.Tensor]],
                     val: ValScores | None) -> None:
@@ -75,6 +86,10 @@ class CheckpointPolicy:
             [{"epoch": r.epoch, **r.metrics(), "started": r.started, "ended": r.ended, "seconds": r.seconds}
              for r in progress.history]))
         if val is not None:
+            if self.history and not np.array_equal(self.rows, val.rows):
+                # every stored epoch must score the same rows in the same order, or reading an epoch mixes images
+                raise StateError(f"{self.fold_dir / SCORES}: epoch {rec.epoch} validated other rows than the "
+                                 f"stored epochs; delete {self.fold_dir} to restart the fold")
             self.rows = val.rows
             self.history.append(val.scores.astype(np.float32))
             with atomic_path(self.fold_dir / SCORES, suffix=".npz") as tmp:
@@ -99,7 +114,9 @@ class CheckpointPolicy:
             rec = progress.history[-1]
             save_weights(weights(), self.fold_dir / WEIGHTS, self.meta | {"epoch": rec.epoch, "val_f1": rec.val_f1})
         result = {"fold": progress.fold, "best_f1": progress.best_f1, "best_epoch": progress.best_epoch,
-                  "epochs_run": progress.next_epoch, "checkpoint": self.rule, "checkpoint_epoch": kept,
+                  "epochs_run": progress.next_epoch, "epochs_planned": progress.epochs,
+                  "stopped_early": progress.next_epoch < progress.epochs,
+                  "checkpoint": self.rule, "checkpoint_epoch": kept,
                   "started": progress.started, "ended": ended, "finished": True}
         write_json(self.fold_dir / "result.json", result)
         return result

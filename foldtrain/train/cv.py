@@ -18,6 +18,7 @@ from foldtrain.files import write_json
 from foldtrain.train.checkpoint import EPOCHS_DIR, WEIGHTS, epoch_weights, read_result
 from foldtrain.train.fit import FitSpec, FoldFit, Hooks
 from foldtrain.train.placement import Alone, Shared
+from foldtrain.train.rules import RULES
 from foldtrain.train.session import Session
 
 log = logging.getLogger("foldtrain")
@@ -62,22 +63,14 @@ def assigned(folds: list[int], accelerator) -> list[int]:
     return folds[accelerator.process_index::accelerator.num_processes]
 
 
-def honest_epochs(best: dict[int, int], epochs_run: dict[int, int]) -> dict[int, int]:
-    """For each fold, the median best epoch of the other folds (its own validation rows unused), within the
-    epochs it ran; a lone fold keeps its own best."""
-    chosen = {}
-    for fold, own in best.items():
-        others = [e for f, e in best.items() if f != fold]
-        epoch = int(np.floor(np.median(others) + 0.5)) if others else own
-        chosen[fold] = min(epoch, epochs_run[fold] - 1)
-    return chosen
-
-
 def choose_honest_checkpoints(session: Session, folds: list[int]) -> None:
-    """`train.checkpoint=honest`: make each fold's kept epoch its `honest_epochs` choice (main process)."""
+    """`train.checkpoint=honest`: make each fold's kept epoch the `honest` rule's choice (main process)."""
     results = {f: read_result(session.folder.fold(f)) for f in folds}
-    chosen = honest_epochs({f: r["best_epoch"] for f, r in results.items()},
-                           {f: r["epochs_run"] for f, r in results.items()})
+    rule = RULES["honest"]
+    chosen = rule.epochs(results)
+    reason = rule.chosen_on_own_rows(results)
+    if reason:
+        log.warning("train.checkpoint=honest: %s", reason)
     for fold, epoch in chosen.items():
         fold_dir = session.folder.fold(fold)
         if results[fold].get("checkpoint_epoch") is None:

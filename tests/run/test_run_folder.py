@@ -37,12 +37,16 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path):
 
 def test_resume_recipe_differences_list_both_values():
     saved = build_config([], ["model.name=resnet10t", "data.image_size=96"])
-    same = build_config([], ["train.resume=true", "data.num_workers=3", "train.epochs=20"])
+    same = build_config([], ["train.resume=true", "data.num_workers=3", "train.gradcam=4", "mlflow.experiment=x",
+                             "cv.only=[1]"])
     assert recipe_differences(saved, same) == []
-    other = build_config([], ["model.name=resnet18", "data.image_size=64", "cv.seed=7", "facecrop.min_prob=0.5"])
+    other = build_config([], ["model.name=resnet18", "data.image_size=64", "cv.seed=7", "facecrop.min_prob=0.5",
+                              "train.lr=0.01", "train.epochs=20", "aug.hflip=0", "cv.parallel=folds"])
     differences = recipe_differences(saved, other)
     assert "model.name: 'resnet10t' in the run, 'resnet18' now" in differences
-    assert {d.split(":")[0] for d in differences} == {"model.name", "data.image_size", "cv.seed", "facecrop.min_prob"}
+    # a restored optimizer and schedule would keep the old lr and length: half applied, so refused
+    assert {d.split(":")[0] for d in differences} == {"model.name", "data.image_size", "cv.seed", "facecrop.min_prob",
+                                                     "train.lr", "train.epochs", "aug.hflip", "cv.parallel"}
     with pytest.raises(RunFolderError) as refused:
         check_same_recipe(saved, other, "runs/x/config.yaml")
     assert "'resnet18' now" in str(refused.value) and "data.image_size: 96 in the run, 64 now" in str(refused.value)

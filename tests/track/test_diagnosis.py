@@ -39,3 +39,28 @@ def test_run_advice_names_the_key_and_the_share_of_folds():
     assert overfit[0]["kind"] == "over-fitting" and "aug." in overfit[0]["advice"]
     chance = diagnose({0: CHANCE, 1: PLATEAU, 2: PLATEAU}, 18)
     assert chance[0]["kind"] == "at chance" and chance[0]["folds"] == [0]
+
+
+# The five folds of a 4-epoch run on a hidden 60-person set (resnet10t, 96 px, lr 0.003): plainly short, yet three
+# of them peak at the second-to-last epoch.
+SHORT_RUN_VAL_F1 = [[0.049, 0.136, 0.108, 0.242], [0.066, 0.076, 0.185, 0.164], [0.044, 0.085, 0.159, 0.141],
+                    [0.014, 0.035, 0.053, 0.099], [0.023, 0.084, 0.199, 0.160]]
+SHORT_RUN_TRAIN_LOSS = [2.8, 2.3, 1.9, 1.7]
+# A converged 12-epoch run: the loss flattened, validation F1 on a noisy plateau that happens to peak at the end.
+CONVERGED_TRAIN_LOSS = [2.8, 1.6, 1.1, 0.85, 0.7, 0.6, 0.54, 0.5, 0.48, 0.47, 0.465, 0.46]
+CONVERGED_VAL_F1 = [0.2, 0.45, 0.55, 0.6, 0.62, 0.61, 0.63, 0.6, 0.62, 0.61, 0.62, 0.635]
+
+
+def test_a_short_run_is_under_trained_for_most_folds_though_they_peak_early():
+    curves = {k: history(f1, val_loss=[2.7, 2.4, 2.2, 2.1], train_loss=SHORT_RUN_TRAIN_LOSS)
+              for k, f1 in enumerate(SHORT_RUN_VAL_F1)}
+    found = diagnose(curves, 18)
+    under = [d for d in found if d["kind"] == "under-trained"]
+    assert under and len(under[0]["folds"]) >= 4 and "train.epochs" in under[0]["advice"]
+
+
+def test_a_converged_run_is_not_under_trained_even_when_the_last_epoch_is_best():
+    curve = history(CONVERGED_VAL_F1, val_loss=np.linspace(2.5, 1.2, 12), train_loss=CONVERGED_TRAIN_LOSS)
+    assert fold_findings(curve, 18) == []
+    # the same validation curve with a loss still falling fast is short
+    assert fold_findings(history(CONVERGED_VAL_F1, train_loss=np.linspace(2.8, 0.6, 12)), 18) == ["under-trained"]
