@@ -3,8 +3,10 @@
 Runs trained on the same images with the same split (data, `cv.folds`, `cv.seed`) each hold an out-of-fold score
 for every image. Their per-class log-probabilities are blended with non-negative weights summing to 1 (greedy forward
 selection with replacement, never below the best single run) and one additive bias per class (coordinate ascent on
-macro F1), all tuned on those out-of-fold rows; `nested_cv_f1` scores the same tuning on folds it never saw, and the
-biases are kept only when they raise that score.
+macro F1), all tuned on those out-of-fold rows; `nested_cv_f1` scores the same tuning on folds it never saw (the
+biases are kept only when they raise the held-out score, a decision also made inside the nested loop), with a
+person-level interval. A source run whose out-of-fold epochs were chosen on the rows they score (`train.checkpoint=
+best`, early stopping) makes every figure here optimistic: it is named in a warning, or refused with `--strict`.
 Writes DIR/blend.json, DIR/oof.csv and DIR/per_class_f1.png; `ensemble.predict --blend DIR/blend.json` applies it.
 """
 
@@ -28,6 +30,8 @@ from foldtrain.files import write_csv, write_json
 from foldtrain.run.folder import RunFolder, RunFolderError
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track import report
+from foldtrain.track.intervals import f1_interval
+from foldtrain.track.results import span
 
 log = logging.getLogger("ensemble")
 
@@ -48,6 +52,18 @@ class SourceRun:
     @property
     def name(self) -> str:
         return str(self.folder.path)
+
+    def optimistic(self) -> str | None:
+        """Why this run's out-of-fold epochs were chosen on the rows they score, or None."""
+        if "oof_rule" in self.summary:
+            return self.summary.get("oof_rule_note")
+        # a run from before rules were recorded: only `best` is known to choose on its own rows
+        return "its folds kept their best epoch by validation F1" if self.summary.get("checkpoint") == "best" else None
+
+    def persons(self) -> np.ndarray:
+        """The person (group) of each out-of-fold row, from the run's folds.csv."""
+        folds = pd.read_csv(self.folder / "folds.csv", usecols=["path", "person"], dtype={"person": str})
+        return folds.set_index("path").loc[self.oof["path"], "person"].to_numpy()
 
     def logp(self) -> np.ndarray:
         """Per-row log-probabilities of the out-of-fold scores."""
@@ -95,9 +111,25 @@ def check_shared_folds(runs: list[SourceRun]) -> None:
                                  f"{first.oof[column][row]} in one and {other.oof[column][row]} in the other")
 
 
-def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: bool = True) -> dict:
+def check_honest_sources(runs: list[SourceRun], strict: bool) -> list[str]:
+    """`run: reason` for each source whose out-of-fold epochs were chosen on their own rows; warned, or refused.
+
+    Raises:
+        BlendError: with `strict`, naming the first such run.
+    """
+    found = [f"{run.name}: {run.optimistic()}" for run in runs if run.optimistic()]
+    if found and strict:
+        raise BlendError(f"--strict: {found[0]}; retrain it with train.checkpoint=last or honest (no early stopping)")
+    for line in found:
+        log.warning("optimistic source, so every blend score is optimistic too: %s", line)
+    return found
+
+
+def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: bool = True,
+               strict: bool = False) -> dict:
     """Tune, score and write the blend of `runs` into `out`; returns what blend.json holds."""
     check_shared_folds(runs)
+    optimistic = check_honest_sources(runs, strict)
     classes = runs[0].summary["classes"]
     labels, folds = runs[0].oof["label"].to_numpy(), runs[0].oof["fold"].to_numpy()
     logps = np.stack([run.logp() for run in runs])
@@ -119,6 +151,8 @@ def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: b
                         for run, logp in zip(runs, logps, strict=True)},
         "oof_f1_equal": tuning.macro_f1(labels, logps.mean(0).argmax(1), num_classes),
         "nested_cv_f1": estimate.nested_f1,
+        "nested_cv_f1_ci": f1_interval(labels, estimate.nested_preds, runs[0].persons(), num_classes),
+        "optimistic_sources": optimistic,
         "nested_cv_f1_no_bias": estimate.nested_f1_no_bias,
         "nested_cv_f1_bias": estimate.nested_f1_bias,
         "bias_kept": estimate.bias_kept,
@@ -148,13 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for blend.json, oof.csv and the picture")
     parser.add_argument("--no-bias", action="store_true", help="no per-class biases (all zero)")
     parser.add_argument("--no-weights", action="store_true", help="equal weights instead of tuned ones")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a source run whose out-of-fold epochs were chosen on the rows they score")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     try:
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out {args.out} is a file; give a folder for blend.json and its pictures")
         runs = [load_run(path) for path in args.run]
-        result = blend_runs(runs, args.out, weights=not args.no_weights, biases=not args.no_bias)
+        result = blend_runs(runs, args.out, weights=not args.no_weights, biases=not args.no_bias, strict=args.strict)
         result["mlflow"] = log_blend(runs, args.out, result)
         write_json(args.out / "blend.json", result)
     except (*EXPECTED, BlendError) as err:
@@ -162,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     scores = ", ".join(f"{Path(name).name} {f1:.4f}" for name, f1 in result["oof_f1_runs"].items())
     print(f"out-of-fold macro F1: runs {scores}; equal average {result['oof_f1_equal']:.4f}; tuned blend "
-          f"{result['oof_f1']:.4f} (nested CV {result['nested_cv_f1']:.4f}; class biases "
-          f"{'kept' if result['bias_kept'] else 'zero'}); weights "
+          f"{result['oof_f1']:.4f} (nested CV {result['nested_cv_f1']:.4f}{span(result['nested_cv_f1_ci'])}; "
+          f"class biases {'kept' if result['bias_kept'] else 'zero'}); weights "
           f"{', '.join(f'{w:.3f}' for w in result['weights'])} -> {args.out / 'blend.json'}")
     return 0
 

@@ -29,6 +29,9 @@ def log_blend(runs, out: Path, result: dict) -> dict:
                                                                     "foldtrain.source_runs": ",".join(sources)},
                                params=params)
     tracker.log_metrics(run_id, {k: result[k] for k in SCORES})
+    if result.get("nested_cv_f1_ci"):
+        low, high = result["nested_cv_f1_ci"]
+        tracker.log_metrics(run_id, {"nested_cv_f1_ci_low": low, "nested_cv_f1_ci_high": high})
     for i, (name, f1) in enumerate(result["oof_f1_runs"].items()):
         tracker.log_metrics(run_id, {f"oof_f1_run{i}": f1})
         tracker.set_tags(run_id, {f"foldtrain.run{i}": name})

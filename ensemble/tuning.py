@@ -10,7 +10,8 @@ scikit-learn's general routine, because tuning evaluates it thousands of times.
   the macro F1 of every candidate bias at the cost of a search.
 - `nested_cv`: tune on k-1 folds' rows, predict the held-out fold, pool; the score no tuning has seen.
 - `tune_and_estimate`: the blend `ensemble.blend` keeps: biases only where the nested estimate says they carry over
-  to rows they were not tuned on.
+  to rows they were not tuned on. Its score, `nested_f1`, makes that keep-or-drop decision inside the nested loop
+  (for each held-out fold, on the other folds alone), so it is not the larger of two held-out scores.
 """
 
 from __future__ import annotations
@@ -148,22 +149,39 @@ def nested_cv(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray, weights:
     return macro_f1(labels, preds, logps.shape[2]), preds
 
 
+def biases_carry_over(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray, weights: bool) -> bool:
+    """True when per-class biases raise the nested-CV score of these rows."""
+    if len(np.unique(folds)) < 2:
+        return False
+    return nested_cv(logps, labels, folds, weights, True)[0] > nested_cv(logps, labels, folds, weights, False)[0]
+
+
+def nested_cv_choosing_biases(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray,
+                              weights: bool = True) -> tuple[float, np.ndarray]:
+    """Like `nested_cv`, with the keep-or-drop decision on biases also made for each held-out fold on the other
+    folds' rows alone: the honest score of the whole procedure `tune_and_estimate` runs."""
+    preds = np.empty(len(labels), dtype=np.int64)
+    for fold in np.unique(folds):
+        held = folds == fold
+        keep = biases_carry_over(logps[:, ~held], labels[~held], folds[~held], weights)
+        preds[held] = tune(logps[:, ~held], labels[~held], weights, keep).predict(logps[:, held]).argmax(1)
+    return macro_f1(labels, preds, logps.shape[2]), preds
+
+
 @dataclass
 class Estimate:
-    """The kept blend with the nested-CV scores of the blend without biases and (when tried) with them."""
+    """The kept blend, its honest score and held-out predictions, and the two nested-CV scores its bias decision
+    compared (each chosen on the rows it scores, so neither is the estimate)."""
 
     blend: Blend
+    nested_f1: float
+    nested_preds: np.ndarray
     nested_f1_no_bias: float
     nested_f1_bias: float | None
 
     @property
     def bias_kept(self) -> bool:
         return self.nested_f1_bias is not None and self.nested_f1_bias > self.nested_f1_no_bias
-
-    @property
-    def nested_f1(self) -> float:
-        """The nested-CV score of the blend kept."""
-        return self.nested_f1_bias if self.bias_kept else self.nested_f1_no_bias
 
 
 def tune_and_estimate(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray, weights: bool = True,
@@ -173,7 +191,9 @@ def tune_and_estimate(logps: np.ndarray, labels: np.ndarray, folds: np.ndarray, 
     Eighteen biases fitted to a few hundred out-of-fold rows can chase single images of a rare class: the in-sample
     F1 always rises, so only held-out rows can tell whether they carry over (on a 60-person set they did not).
     """
-    plain, _ = nested_cv(logps, labels, folds, weights, biases=False)
-    biased = nested_cv(logps, labels, folds, weights, biases=True)[0] if biases else None
-    keep = biased is not None and biased > plain
-    return Estimate(tune(logps, labels, weights, keep), plain, biased)
+    plain, plain_preds = nested_cv(logps, labels, folds, weights, biases=False)
+    if not biases:
+        return Estimate(tune(logps, labels, weights, False), plain, plain_preds, plain, None)
+    biased = nested_cv(logps, labels, folds, weights, biases=True)[0]
+    honest, preds = nested_cv_choosing_biases(logps, labels, folds, weights)
+    return Estimate(tune(logps, labels, weights, biased > plain), honest, preds, plain, biased)
