@@ -2,9 +2,10 @@
 
 By default each fold model explains only its own out-of-fold images (never images it trained on), chosen by
 `--select`: `worst` (highest loss), `random`, or `per-class` (a few of each class). `--data EVAL` explains an eval
-folder with every fold model instead, their maps averaged. Three-head models explain the predicted 18-class joint
-score, or one head with `--head`. Writes DIR/cams.npz (`paths`, `cams` N x H x W in [0, 1] aligned with the model's
-input view, `preds`, `labels`, `folds`; no pickles) and picture grids per fold and overall, also logged to MLflow.
+folder with every fold model instead, their maps averaged, each for the class `ensemble.predict --tta` gives the
+image. Three-head models explain the predicted 18-class joint score, or one head with `--head`. Writes
+DIR/cams.npz (`paths`, `cams` N x H x W in [0, 1] aligned with the model's input view, `preds`, `labels`, `folds`;
+`tta` with --data; no pickles) and picture grids per fold and overall, also logged to MLflow.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from ensemble.predict import run_config
 from foldtrain.config import Config
+from foldtrain.config.schema import TTA
 from foldtrain.data.eval_set import input_view
 from foldtrain.data.paths import inside_root
 from foldtrain.data.prepare import source_root
@@ -28,7 +30,7 @@ from foldtrain.data.tables import read_eval
 from foldtrain.errors import EXPECTED
 from foldtrain.files import atomic_path, read_json
 from foldtrain.model.cam import HEADS, METHODS, class_maps
-from foldtrain.model.fold_ensemble import load_fold_net, run_fold_models
+from foldtrain.model.fold_ensemble import FoldEnsemble, load_fold_net, run_fold_models
 from foldtrain.run.folder import RunFolder
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track.cam_grid import draw_cam_grid
@@ -118,20 +120,33 @@ def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
 
 
 def explain_eval(folder: RunFolder, args: argparse.Namespace) -> dict:
-    """Every fold model on the first `n` eval images, maps averaged, each for the ensemble's predicted class."""
+    """Every fold model on the first `n` eval images, maps averaged, each for the class `ensemble.predict` gives the
+    image (the fold x `--tta` ensemble's, on the same crops and input view)."""
     cfg = run_config(folder)
     models = run_fold_models(folder)
-    table = read_eval(source_root(cfg, args.data), cfg.data.follow_symlinks).head(args.n)
+    fallback = folder.face_fallback() if cfg.data.face_crop else None
+    table = read_eval(source_root(cfg, args.data, fallback), cfg.data.follow_symlinks).head(args.n)
     views = input_views([Path(p) for p in table["path"]], models[0].size_hw)
-    first_maps, first_preds = maps_of(models[0], views, args.method, args.head, args.layer)
-    total = first_maps.copy()
-    for fold in models[1:]:
-        total += maps_of(fold, views, args.method, args.head, args.layer, targets=first_preds)[0]
-    cams = total / len(models)
-    draw_cam_grid(views, cams, np.full(len(table), -1), first_preds, class_names(cfg, folder, args.head),
+    preds = ensemble_classes(models, views, args.tta)
+    if args.head is not None:
+        from foldtrain.data.labels import decode
+
+        preds = np.asarray(decode(preds)[HEADS.index(args.head)])
+    log.info("targets: the ensemble's class (%d folds x TTA %s, as ensemble.predict --tta %s)", len(models),
+             args.tta, args.tta)
+    cams = sum(maps_of(fold, views, args.method, args.head, args.layer, targets=preds)[0] for fold in models)
+    cams = cams / len(models)
+    draw_cam_grid(views, cams, np.full(len(table), -1), preds, class_names(cfg, folder, args.head),
                   args.out / "eval.png", f"{folder.name}: {args.method} of {len(models)} folds on {args.data}")
-    return {"paths": table["ImageID"].to_numpy(str), "cams": cams, "preds": first_preds,
-            "labels": np.full(len(table), -1), "folds": np.full(len(table), -1)}
+    return {"paths": table["ImageID"].to_numpy(str), "cams": cams, "preds": preds,
+            "labels": np.full(len(table), -1), "folds": np.full(len(table), -1), "tta": np.array(args.tta)}
+
+
+def ensemble_classes(models, views: np.ndarray, tta: str) -> np.ndarray:
+    """The fold x TTA ensemble's class of each uint8 view, computed as `ensemble.predict` does."""
+    ensemble = FoldEnsemble(models, tta, torch.device("cpu"))
+    batches = [ensemble(torch.from_numpy(views[i:i + BATCH]).permute(0, 3, 1, 2)) for i in range(0, len(views), BATCH)]
+    return torch.cat(batches).numpy().argmax(1)
 
 
 def log_to_mlflow(folder: RunFolder, out: Path) -> None:
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", choices=HEADS, help="explain one head of a three-head model")
     parser.add_argument("--layer", help="target layer, a module name such as layer4.1 (default: found per family)")
     parser.add_argument("--data", type=Path, help="explain this eval folder with every fold model instead")
+    parser.add_argument("--tta", default="hflip", choices=TTA,
+                        help="with --data: TTA views of the ensemble whose class is explained (as ensemble.predict)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     start = time.perf_counter()

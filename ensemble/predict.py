@@ -46,7 +46,8 @@ def run_scores(folder: RunFolder, data_dir: Path | None, tta: str, *, batch_size
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ensemble = FoldEnsemble(models, tta, device)
     data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
-    table, loader = eval_loader(cfg, data_dir, ensemble.size_hw, batch_size, workers, gpu=device.type == "cuda")
+    table, loader = eval_loader(cfg, data_dir, ensemble.size_hw, batch_size, workers, gpu=device.type == "cuda",
+                                face_fallback=folder.face_fallback() if cfg.data.face_crop else None)
     start = time.perf_counter()
     scores = ensemble.predict(loader, folder.name)
     log.info("%s: %d images x %d folds x %s TTA in %.1fs", folder.path, len(table), len(models), tta,

@@ -90,8 +90,9 @@ def train(cfg: Config, status: Status) -> int:
     from foldtrain.config import dump
     from foldtrain.cpus import keep_freed_memory, use_all_cores
     from foldtrain.data.prepare import prepare_data
-    from foldtrain.files import write_text
+    from foldtrain.files import write_json, write_text
     from foldtrain.model.heads import resolve_heads
+    from foldtrain.run.folder import FACE_FALLBACK
     from foldtrain.run.process import setup_logging
     from foldtrain.run.start import claim
     from foldtrain.train import cv
@@ -118,6 +119,8 @@ def train(cfg: Config, status: Status) -> int:
     tracking = None
     if accelerator.is_main_process:
         write_text(folder / "config.yaml", dump(cfg))
+        if data.face_fallback is not None:
+            write_json(folder / FACE_FALLBACK, data.face_fallback)
         log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",
                  folder.path, len(data.frame), len(data.classes), session.heads.name, folds,
                  accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)

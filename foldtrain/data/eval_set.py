@@ -17,12 +17,14 @@ from foldtrain.data.transforms import build_eval_transform, working_size
 
 
 def eval_loader(cfg: Config, data_dir: Path, size_hw: tuple[int, int], batch_size: int = 64,
-                workers: int | None = None, gpu: bool = False) -> tuple[pd.DataFrame, object]:
+                workers: int | None = None, gpu: bool = False,
+                face_fallback: dict | None = None) -> tuple[pd.DataFrame, object]:
     """(the eval table, a loader of its uint8 images in table order) for a run trained with `cfg`.
 
-    The eval folder is face-cropped with the run's `facecrop` settings when the run trained on crops.
+    The eval folder is face-cropped with the run's `facecrop` settings when the run trained on crops, a photo
+    without a face cut with the run's `face_fallback` (the training images' mean face crop).
     """
-    table = read_eval(source_root(cfg, Path(data_dir)), cfg.data.follow_symlinks)
+    table = read_eval(source_root(cfg, Path(data_dir), face_fallback), cfg.data.follow_symlinks)
     cache = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_root(cfg))
     dataset = CachedImageDataset(cache, np.arange(len(table)), None, build_eval_transform(size_hw))
     workers = default_workers(1, gpu) if workers is None else workers

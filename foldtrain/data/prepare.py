@@ -33,6 +33,7 @@ class PreparedData:
     format: str
     cache_path: Path
     size_hw: tuple[int, int]
+    face_fallback: dict | None = None  # face-crop runs: the crop of a photo without a face, learnt from training's
 
     def rows_of(self, fold: int) -> tuple:
         """(training rows, validation rows) of a fold as row indices of `frame`."""
@@ -40,14 +41,15 @@ class PreparedData:
         return (~in_fold).nonzero()[0], in_fold.nonzero()[0]
 
 
-def source_root(cfg: Config, root: Path) -> Path:
-    """`root`, or its cached face-cropped copy when `data.face_crop` is on (built on first use)."""
+def source_root(cfg: Config, root: Path, fallback: dict | None = None) -> Path:
+    """`root`, or its cached face-cropped copy when `data.face_crop` is on (built on first use); images without a
+    face get the `fallback` crop when given (a trained run's own, for the images it predicts)."""
     if not cfg.data.face_crop:
         return root
     from foldtrain.facecrop import ensure_face_crops  # the face-crop tool: loaded only when asked for
     from foldtrain.facecrop.settings import from_config
 
-    cropped = ensure_face_crops(root, from_config(cfg.facecrop), cache_root(cfg) / "faces")
+    cropped = ensure_face_crops(root, from_config(cfg.facecrop), cache_root(cfg) / "faces", fallback=fallback)
     log.info("using face crops of %s in %s", root, cropped)
     return cropped
 
@@ -73,7 +75,18 @@ def prepare_data(cfg: Config, folds_csv: Path, accelerator: Accelerator) -> Prep
         # The main process checks every row; the others open what it checked a moment before.
         cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_root(cfg),
                                  check_every_row=accelerator.is_main_process)
-    return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw)
+    return PreparedData(root, frame, table.classes, table.format, cache_path, size_hw,
+                        training_fallback(cfg, root) if cfg.data.face_crop else None)
+
+
+def training_fallback(cfg: Config, cropped: Path) -> dict:
+    """The fallback crop the training images were cut with (learnt from every face detected under `data.root`):
+    prediction and the served model crop a faceless photo with it, as training did, instead of learning another
+    from the photos they are given."""
+    from foldtrain.facecrop.geometry import fallback_of
+    from foldtrain.facecrop.settings import REPORT_NAME
+
+    return fallback_of(pd.read_csv(cropped / REPORT_NAME), cfg.facecrop.fallback_scale)
 
 
 def check_same_split(new: pd.DataFrame, old: pd.DataFrame, path: Path) -> None:

@@ -44,7 +44,7 @@ log = logging.getLogger("foldtrain.facecrop")
 
 
 def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None = None, device: str = "auto",
-               batch_size: int = 16, force: bool = False, state=None) -> pd.DataFrame:
+               batch_size: int = 16, force: bool = False, state=None, fallback: dict | None = None) -> pd.DataFrame:
     """Crop the face of every image under `src` into the same relative path under `dst`; copy every other file.
 
     Images already cropped by an earlier run with the same settings (listed in `dst/facecrop.csv` and present) are
@@ -59,6 +59,7 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
         batch_size: images per MTCNN call (images of one size are batched together).
         force: redo every crop and copy.
         state: an `accelerate.PartialState`; every process must call this together, each crops every W-th image.
+        fallback: the crop of images without a face (`geometry.fallback_of`); default: learnt from these images.
 
     Returns:
         The report of all images, sorted by path: `path, detected, prob, x1, y1, x2, y2` (crop box in source pixels).
@@ -85,7 +86,7 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
         detections, errors = detect_faces(src, pending, settings, mtcnn, batch_size, is_main, journal)
     detections += [journaled[path] for path in mine if path in journaled]
     detections = gather(state, detections)
-    new = plan_crops(detections, kept, settings)
+    new = plan_crops(detections, kept, settings, fallback)
     errors += write_crops(src, dst, new[new["path"].isin(set(mine))], threads)
     errors = sorted(gather(state, errors))
 
@@ -103,7 +104,8 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
     return report
 
 
-def crop_cache_dir(src: str | Path, settings: CropSettings, cache_root: str | Path) -> Path:
+def crop_cache_dir(src: str | Path, settings: CropSettings, cache_root: str | Path,
+                   fallback: dict | None = None) -> Path:
     """The folder under `cache_root` that holds the crops of `src` for `settings`.
 
     Its name hashes the resolved source path, every visible source file (relative path, size, mtime) and the
@@ -111,11 +113,13 @@ def crop_cache_dir(src: str | Path, settings: CropSettings, cache_root: str | Pa
     """
     src, cache_root = Path(src).resolve(), Path(cache_root).resolve()
     images, others = walk_source(src, skip=cache_root)
-    key = fingerprint((src / rel for rel in sorted(images + others)), [FORMAT_VERSION, str(src), asdict(settings)], 16)
+    extra = [FORMAT_VERSION, str(src), asdict(settings)] + ([fallback] if fallback is not None else [])
+    key = fingerprint((src / rel for rel in sorted(images + others)), extra, 16)
     return cache_root / f"facecrop-{key}"
 
 
-def ensure_face_crops(src: str | Path, settings: CropSettings, cache_root: str | Path, state=None) -> Path:
+def ensure_face_crops(src: str | Path, settings: CropSettings, cache_root: str | Path, state=None,
+                      fallback: dict | None = None) -> Path:
     """The crop folder of `src` (`crop_cache_dir`), built first when it lacks a completion marker.
 
     Without `state` the calling process does all the work: call it inside `accelerator.main_process_first()` so the
@@ -125,9 +129,9 @@ def ensure_face_crops(src: str | Path, settings: CropSettings, cache_root: str |
     Raises:
         FaceCropError: some source images are unreadable (the folder keeps the others but is not marked complete).
     """
-    target = crop_cache_dir(src, settings, cache_root)
+    target = crop_cache_dir(src, settings, cache_root, fallback)
     if not is_complete(target):
-        crop_faces(src, target, settings, state=state)
+        crop_faces(src, target, settings, state=state, fallback=fallback)
     return target
 
 

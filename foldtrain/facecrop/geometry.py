@@ -56,14 +56,29 @@ def fallback_geometry(boxes: np.ndarray, scale: float) -> tuple[tuple[float, flo
     return size, centre
 
 
-def plan_crops(detections: list[dict], kept: pd.DataFrame, settings: CropSettings) -> pd.DataFrame:
-    """Report rows (final crop boxes) for `detections`; the fallback also learns from the detected `kept` rows."""
+def fallback_of(report: pd.DataFrame, scale: float, paths=None) -> dict:
+    """`{"size": [w, h], "centre": [x, y] or None}`: the fallback crop learnt from a crop report's detected rows
+    (only those in `paths` when given): what a model trained on these crops should use for a photo without a face."""
+    rows = report[report["detected"].astype(bool)]
+    if paths is not None:
+        rows = rows[rows["path"].isin(set(paths))]
+    size, centre = fallback_geometry(rows[BOX_COLUMNS].to_numpy(dtype=float).reshape(-1, 4), scale)
+    return {"size": [float(v) for v in size], "centre": None if centre is None else [float(v) for v in centre]}
+
+
+def plan_crops(detections: list[dict], kept: pd.DataFrame, settings: CropSettings,
+               fallback: dict | None = None) -> pd.DataFrame:
+    """Report rows (final crop boxes) for `detections`. The fallback box is `fallback` when given (a trained model's
+    own, for images it predicts), else learnt from these detections and the detected `kept` rows."""
     detections = sorted(detections, key=lambda d: d["path"])
     grown = {d["path"]: grow_box(d["face"], (d["width"], d["height"]), settings)
              for d in detections if d["face"] is not None}
-    known = np.array(list(grown.values()) + kept.loc[kept["detected"].astype(bool), BOX_COLUMNS].values.tolist(),
-                     dtype=float).reshape(-1, 4)
-    crop_size, centre = fallback_geometry(known, settings.fallback_scale)
+    if fallback is not None:
+        crop_size, centre = tuple(fallback["size"]), fallback["centre"] and tuple(fallback["centre"])
+    else:
+        known = np.array(list(grown.values()) + kept.loc[kept["detected"].astype(bool), BOX_COLUMNS].values.tolist(),
+                         dtype=float).reshape(-1, 4)
+        crop_size, centre = fallback_geometry(known, settings.fallback_scale)
     rows = []
     for d in detections:
         detected = d["path"] in grown

@@ -1,7 +1,8 @@
 """Face crops of single images (the served model's input), cut the way `crop_faces` cuts a data set's images.
 
-Each image's most confident face is grown by the margins; an image without one gets the default fallback box
-(there is no data set to take a mean face from). The crop is re-encoded in the image's own format with the
+Each image's most confident face is grown by the margins; an image without one gets the training images' fallback
+crop (`settings["fallback"]`, as `ensemble.predict` cuts it), or the default box when none is given. MTCNN is built
+once per process and device. The crop is re-encoded in the image's own format with the
 options `crop_faces` saves with, so it decodes to the pixels a cropped data set would hold.
 """
 
@@ -23,9 +24,17 @@ _mtcnn = {}
 
 def crop_images(files: list[bytes], settings: dict) -> list[bytes]:
     """Each encoded image cropped to its face, encoded again in its own format."""
-    crop = CropSettings(**{**settings, "margins": tuple(settings["margins"])})
+    geometry = {k: v for k, v in settings.items() if k != "fallback"}
+    crop = CropSettings(**{**geometry, "margins": tuple(geometry["margins"])})
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    mtcnn = _mtcnn.setdefault(device, make_mtcnn(device))
+    if device not in _mtcnn:  # building MTCNN loads its weights: once per process, not per request
+        _mtcnn[device] = make_mtcnn(device)
+    mtcnn = _mtcnn[device]
+    fallback = settings.get("fallback")
+    if fallback is not None:
+        size, centre = tuple(fallback["size"]), fallback["centre"] and tuple(fallback["centre"])
+    else:
+        size, centre = fallback_geometry(np.zeros((0, 4)), crop.fallback_scale)
     out = []
     for row, data in enumerate(files):
         image = load_rgb(data, name=f"row {row} of column 'image'")
@@ -34,7 +43,6 @@ def crop_images(files: list[bytes], settings: dict) -> list[bytes]:
         if found["face"] is not None:
             box = grow_box(found["face"], image.size, crop)
         else:
-            size, centre = fallback_geometry(np.zeros((0, 4)), crop.fallback_scale)
             box = fallback_box(image.size, size, centre)
         with Image.open(io.BytesIO(data)) as original:
             fmt = original.format or "PNG"

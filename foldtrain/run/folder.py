@@ -9,6 +9,8 @@ from pathlib import Path
 
 from foldtrain.files import StorageError, describe_storage_error, read_json
 
+FACE_FALLBACK = "face_fallback.json"
+
 
 class RunFolderError(RuntimeError):
     """The run folder is in use, holds results the run would overwrite, or does not match the run."""
@@ -37,6 +39,18 @@ class RunFolder:
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+    def face_fallback(self) -> dict:
+        """The crop a face-crop run gives a photo without a face (`face_fallback.json`, written at its start).
+
+        Raises:
+            RunFolderError: the file is missing (a run from before it was recorded).
+        """
+        fallback = read_json(self.path / FACE_FALLBACK)
+        if fallback is None:
+            raise RunFolderError(f"{self.path / FACE_FALLBACK} not found: this face-crop run does not record the "
+                                 f"crop of photos without a face; retrain it to predict with the same crops")
+        return fallback
 
     def has_results(self) -> bool:
         """True when the folder already holds fold weights or a summary."""

@@ -45,7 +45,7 @@ def stage_artifacts(cfg: Config, folder: RunFolder, folds: list[int], dest: Path
             shutil.copyfile(folder.weights(fold), dest / name)
         files[f"fold {fold}"] = name
     (dest / "config.yaml").write_text(dump(cfg))
-    face_crop = crop_geometry(cfg) if cfg.data.face_crop else None
+    face_crop = crop_geometry(cfg) | {"fallback": folder.face_fallback()} if cfg.data.face_crop else None
     (dest / served_model.SETTINGS).write_text(json.dumps({"tta": cfg.mlflow.model_tta, "folds": files,
                                                           "face_crop": face_crop}))
     return dest

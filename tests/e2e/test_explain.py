@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -82,7 +83,20 @@ def test_eval_images_are_explained_by_every_fold(tmp_path: Path, demo_root: Path
                                                 str(demo_root / "eval"), "--n", "5", "--head", "mask", "--out",
                                                 str(out)], cwd=tmp_path)
     assert explained.returncode == 0, explained.stderr[-3000:]
+    submission = tmp_path / "sub.csv"
+    predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "masks"), "--data",
+                                                str(demo_root / "eval"), "--out", str(submission)], cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    answers = pd.read_csv(submission).set_index("ImageID")["ans"]
     with np.load(out / "cams.npz", allow_pickle=False) as found:
-        assert found["cams"].shape == (5, 64, 64) and set(found["preds"]) <= {0, 1, 2}
+        assert found["cams"].shape == (5, 64, 64) and str(found["tta"]) == "hflip"
+        # the mask head of the class ensemble.predict writes, not fold 0's single-view guess
+        assert (found["preds"] == answers.loc[found["paths"]].to_numpy() // 6).all()
         assert (found["labels"] == -1).all() and (found["folds"] == -1).all()
-    assert (out / "eval.png").stat().st_size > 1000
+    assert (out / "eval.png").stat().st_size > 1000 and "TTA hflip" in explained.stderr
+    whole = run_module("ensemble.explain", ["--run", str(tmp_path / "runs" / "masks"), "--data",
+                                            str(demo_root / "eval"), "--n", "12", "--out", str(tmp_path / "all")],
+                       cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    with np.load(tmp_path / "all" / "cams.npz", allow_pickle=False) as found:
+        assert (found["preds"] == answers.loc[found["paths"]].to_numpy()).all()
