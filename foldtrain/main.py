@@ -207,10 +207,15 @@ class Tracking:
         from foldtrain.track.results import caveats, headline, write_results
 
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        failure = None
         if self.cfg.mlflow.log_model:
-            from foldtrain.track.model_logging import log_ensemble_model
+            from foldtrain.track.model_logging import ModelLoggingError, log_ensemble_model
 
-            model_uri = log_ensemble_model(self.tracker, self.parent, self.cfg, self.folder, self.data, folds)
+            try:
+                model_uri = log_ensemble_model(self.tracker, self.parent, self.cfg, self.folder, self.data, folds)
+            except ModelLoggingError as err:
+                model_uri, failure = None, str(err)
+                log.warning("%s; the results are complete in %s", failure, self.folder.path)
             if model_uri:
                 summary["model_uri"] = model_uri
                 write_json(self.folder / "summary.json", summary)
@@ -221,7 +226,7 @@ class Tracking:
             log.warning("%s", line)
         for finding in summary["diagnosis"]:
             log.warning("%s", finding["advice"])
-        close_parent(self.tracker, self.parent, self.cfg, self.folder, summary)
+        close_parent(self.tracker, self.parent, self.cfg, self.folder, summary, failure)
         if self.tracker.failed:
             log.warning("MLflow tracking failed during this run: the results are complete in %s", self.folder.path)
 

@@ -73,10 +73,19 @@ def input_example(data: PreparedData) -> pd.DataFrame:
     return pd.DataFrame({"image": [base64.b64encode(image.read_bytes()).decode("ascii")]})
 
 
+class ModelLoggingError(RuntimeError):
+    """The fold ensemble could not be logged as an MLflow model; the message says why."""
+
+
 def log_ensemble_model(tracker: MLflowTracker, parent_id: str | None, cfg: Config, folder: RunFolder,
                        data: PreparedData, folds: list[int]) -> str | None:
     """Log the fold ensemble on the parent run (registering it as `mlflow.registered_model` when set); returns the
-    model URI, or None when tracking is off or failed."""
+    model URI, or None when tracking is off.
+
+    Raises:
+        ModelLoggingError: logging failed while the store was reachable; the caller ends the parent as FAILED with
+            the reason (training's results stay complete in the run folder).
+    """
     if not parent_id or tracker.failed:
         return None
 
@@ -100,4 +109,9 @@ def log_ensemble_model(tracker: MLflowTracker, parent_id: str | None, cfg: Confi
                  f" (registered as {cfg.mlflow.registered_model})" if cfg.mlflow.registered_model else "")
         return info.model_uri
 
-    return tracker.guard("log the fold ensemble as an MLflow model", log_model)
+    try:
+        return log_model()
+    except Exception as err:  # noqa: BLE001 - any MLflow failure here is reported, never fatal to the results
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ModelLoggingError(f"logging the fold ensemble as an MLflow model failed ({type(err).__name__}: "
+                                f"{first})") from err

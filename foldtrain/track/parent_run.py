@@ -46,8 +46,10 @@ def interval_metrics(summary: dict) -> dict[str, float]:
     return out
 
 
-def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder: RunFolder, summary: dict) -> None:
-    """Scores (per fold with step = fold), description, artifacts, then FINISHED."""
+def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder: RunFolder, summary: dict,
+                 failure: str | None = None) -> None:
+    """Scores (per fold with step = fold), description, artifacts, then FINISHED (FAILED, with the reason as the
+    tag `foldtrain.failure`, when a step of the run's end such as model logging failed)."""
     if not parent:
         return
     tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None}
@@ -61,4 +63,6 @@ def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder
                               "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok"})
     for name in ARTIFACTS:
         tracker.log_artifact(parent, folder / name)
-    tracker.end_run(parent)
+    if failure:
+        tracker.set_tags(parent, {"foldtrain.failure": failure})
+    tracker.end_run(parent, "FAILED" if failure else "FINISHED")

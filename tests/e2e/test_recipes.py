@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +118,15 @@ def test_csv_format_with_groups_and_symlinked_images(tmp_path: Path):
 
 
 def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    # a photo without a face: it must be cut with the training images' fallback crop by predict and the served model
+    Image.fromarray(np.full((512, 384, 3), 128, np.uint8)).save(root / "eval" / "images" / "faceless.jpg")
+    info = pd.read_csv(root / "eval" / "info.csv")
+    pd.concat([info, pd.DataFrame({"ImageID": ["faceless.jpg"], "ans": [0]})]).to_csv(root / "eval" / "info.csv",
+                                                                                      index=False)
     result = accelerate_launch([
-        f"data.root={demo_root}", *TINY, "data.face_crop=true", "cv.only=[0]", "train.epochs=1", "run.name=faces",
+        f"data.root={root}", *TINY, "data.face_crop=true", "cv.only=[0]", "train.epochs=1", "run.name=faces",
         f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "facecrop.margins=[20,50,20,20]",
         "facecrop.scale_margins=true", "facecrop.detect_size=192", "facecrop.min_prob=0.8",
         "facecrop.fallback_scale=1.3",
@@ -129,9 +138,31 @@ def test_face_crop_training_and_prediction(demo_root: Path, tmp_path: Path):
     settings = json.loads((crops[0].parent / "facecrop.json").read_text())["settings"]
     assert settings == {"margins": [20, 50, 20, 20], "scale_margins": True, "fallback_scale": 1.3, "min_prob": 0.8,
                         "detect_size": 192}
-    predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "faces")], cwd=tmp_path)
+    run = tmp_path / "runs" / "faces"
+    fallback = json.loads((run / "face_fallback.json").read_text())
+    report = pd.read_csv(crops[0])
+    assert report["detected"].any() and fallback["centre"] is not None  # learnt from the training faces
+    predicted = run_module("ensemble.predict", ["--run", str(run)], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
-    assert len(list((tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv"))) == 2
+    eval_crops = [p for p in (tmp_path / "runs" / ".cache" / "faces").glob("facecrop-*/facecrop.csv") if p != crops[0]]
+    assert len(eval_crops) == 1
+    eval_report = pd.read_csv(eval_crops[0]).set_index("path")
+    assert not eval_report.loc["images/faceless.jpg", "detected"]
+    # the faceless photo was cut with the training fallback, not one learnt from the eval photos
+    width, height = fallback["size"]
+    box = eval_report.loc["images/faceless.jpg", ["x1", "y1", "x2", "y2"]].to_numpy()
+    assert abs((box[2] - box[0]) - min(width, 384)) <= 1 and abs((box[3] - box[1]) - min(height, 512)) <= 1
+
+    import mlflow.pyfunc
+
+    summary = json.loads((run / "summary.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(summary["model_uri"])
+    info = pd.read_csv(root / "eval" / "info.csv")
+    images = [base64.b64encode((root / "eval" / "images" / i).read_bytes()).decode() for i in info["ImageID"]]
+    served = model.predict(pd.DataFrame({"image": images}))
+    expected = pd.read_csv(run / "submission.csv").set_index("ImageID").loc[info["ImageID"], "ans"]
+    assert served["class"].tolist() == expected.tolist()
 
 
 def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
