@@ -32,6 +32,7 @@ from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track import report
 from foldtrain.track.intervals import f1_interval
 from foldtrain.track.results import span
+from foldtrain.user_error import UserError
 
 log = logging.getLogger("ensemble")
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     try:
         if args.out.exists() and not args.out.is_dir():
-            raise ValueError(f"--out {args.out} is a file; give a folder for blend.json and its pictures")
+            raise UserError(f"--out {args.out} is a file; give a folder for blend.json and its pictures")
         runs = [load_run(path) for path in args.run]
         result = blend_runs(runs, args.out, weights=not args.no_weights, biases=not args.no_bias, strict=args.strict)
         result["mlflow"] = log_blend(runs, args.out, result)

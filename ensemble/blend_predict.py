@@ -12,15 +12,16 @@ from ensemble.blend_tracking import log_submission
 from ensemble.tuning import log_softmax
 from foldtrain.files import read_json, write_csv
 from foldtrain.run.folder import RunFolder
+from foldtrain.user_error import UserError
 
 
 def read_blend(path: Path) -> dict:
     blend = read_json(path)
     if blend is None:
-        raise FileNotFoundError(f"blend file not found: {path} (write one with python -m ensemble.blend)")
+        raise UserError(f"blend file not found: {path} (write one with python -m ensemble.blend)")
     missing = [k for k in ("runs", "weights", "class_bias", "classes") if k not in blend]
     if missing or len(blend["runs"]) != len(blend["weights"]):
-        raise ValueError(f"{path} is not a blend.json written by ensemble.blend (lacks {missing or 'weights'})")
+        raise UserError(f"{path} is not a blend.json written by ensemble.blend (lacks {missing or 'weights'})")
     return blend
 
 
@@ -38,9 +39,9 @@ def predict_blend(args: argparse.Namespace) -> Path:
                                                 batch_size=args.batch_size, workers=args.workers,
                                                 allow_missing=args.allow_missing_folds)
         if classes != blend["classes"]:
-            raise ValueError(f"run {run} predicts the classes {classes}, not the blend's {blend['classes']}")
+            raise UserError(f"run {run} predicts the classes {classes}, not the blend's {blend['classes']}")
         if table is not None and list(run_table["ImageID"]) != list(table["ImageID"]):
-            raise ValueError(f"run {run} reads other eval images than {blend['runs'][0]}: pass the same --data")
+            raise UserError(f"run {run} reads other eval images than {blend['runs'][0]}: pass the same --data")
         part = weight * log_softmax(scores.astype(np.float64))
         total, table = (part if total is None else total + part), run_table
     write_csv(out, submission(table, total + np.asarray(blend["class_bias"]), blend["classes"]))

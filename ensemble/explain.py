@@ -35,6 +35,7 @@ from foldtrain.run.folder import RunFolder
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track.cam_grid import draw_cam_grid
 from foldtrain.train.metrics import log_loss_per_row
+from foldtrain.user_error import UserError
 
 log = logging.getLogger("ensemble")
 SELECT = ("worst", "random", "per-class")
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.n < 1:
-            raise ValueError(f"--n must be at least 1, got {args.n}")
+            raise UserError(f"--n must be at least 1, got {args.n}")
         folder = RunFolder(args.run)
         args.out.mkdir(parents=True, exist_ok=True)
         found = explain_eval(folder, args) if args.data else explain_run(folder, args)

@@ -26,6 +26,7 @@ from foldtrain.files import write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble, run_fold_models
 from foldtrain.run.folder import RunFolder, newest_run
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
+from foldtrain.user_error import UserError
 
 log = logging.getLogger("ensemble")
 
@@ -66,7 +67,7 @@ def submission(table: pd.DataFrame, scores: np.ndarray, classes: list[str]) -> p
 def check_out(out: Path) -> Path:
     """`--out` must name a file."""
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'submission.csv'}")
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'submission.csv'}")
     return out
 
 

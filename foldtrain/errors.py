@@ -16,7 +16,9 @@ from foldtrain.model.weights import WeightsError
 from foldtrain.run.folder import RunFolderError
 from foldtrain.train.loop import NonFiniteLossError
 from foldtrain.train.state import StateError
+from foldtrain.user_error import UserError
 
+# foldtrain's own error types only: a bare ValueError or FileNotFoundError from a library or a bug keeps its traceback.
 EXPECTED = (ConfigError, FoldError, ImageReadError, PathEscapeError, LayoutError, StorageError, WeightsError,
-            RunFolderError, NonFiniteLossError, StateError, FileNotFoundError, ValueError)
+            RunFolderError, NonFiniteLossError, StateError, UserError)
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from foldtrain.user_error import UserError
+
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -115,7 +117,7 @@ def read_json(path: str | Path, default: Any = None) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); restore or delete it") from err
+        raise UserError(f"{path} is not valid JSON ({err}); restore or delete it") from err
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

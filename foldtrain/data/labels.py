@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from foldtrain.user_error import UserError
+
 NUM_CLASSES = 18
 MASK_NAMES = ("wear", "incorrect", "not_wear")
 GENDER_NAMES = ("male", "female")
@@ -20,7 +22,7 @@ GENDER_BY_NAME = {"male": 0, "female": 1}
 def age_bin(age: int | np.ndarray, bins: Sequence[int] = DEFAULT_AGE_BINS) -> int | np.ndarray:
     """Age group index: 0 below bins[0], 1 below bins[1], 2 from bins[1] on (cut points are inclusive lower bounds)."""
     if len(bins) != 2 or bins[0] >= bins[1]:
-        raise ValueError(f"data.age_bins must be two increasing cut points such as [30, 60], got {list(bins)}")
+        raise UserError(f"data.age_bins must be two increasing cut points such as [30, 60], got {list(bins)}")
     return np.digitize(age, bins) if isinstance(age, np.ndarray) else int(np.digitize([age], bins)[0])
 
 

@@ -13,6 +13,7 @@ import torch
 from timm.data.mixup import cutmix_bbox_and_lam, mixup_target
 
 from foldtrain.config.schema import CUTMIX_MODES
+from foldtrain.user_error import UserError
 
 
 class BatchMixer:
@@ -30,7 +31,7 @@ class BatchMixer:
     def __init__(self, cutmix: float, mixup: float, cutmix_mode: str, num_classes: int, alpha: float = 1.0,
                  seed: int = 0):
         if cutmix_mode not in CUTMIX_MODES:
-            raise ValueError(f"unknown aug.cutmix_mode {cutmix_mode!r}; choose box or band")
+            raise UserError(f"unknown aug.cutmix_mode {cutmix_mode!r}; choose box or band")
         self.cutmix, self.mixup, self.mode = cutmix, mixup, cutmix_mode
         self.num_classes, self.alpha = num_classes, alpha
         self.rng = random.Random(seed)

@@ -11,6 +11,8 @@ import math
 import torch
 from torchvision.transforms import v2
 
+from foldtrain.user_error import UserError
+
 
 def working_size(size_hw: tuple[int, int], margin: float = 1.125) -> tuple[int, int]:
     """The size images are cached at: a little above the model input so random crops keep detail."""
@@ -55,7 +57,7 @@ def timm_auto_augment(policy: str, size_hw: tuple[int, int]):
         return augment_and_mix_transform(policy, hparams)
     if policy.startswith("original") or policy.startswith("v0"):
         return auto_augment_transform(policy, hparams)
-    raise ValueError(f"unknown aug.auto_augment policy {policy!r}; use a timm string such as rand-m9-mstd0.5")
+    raise UserError(f"unknown aug.auto_augment policy {policy!r}; use a timm string such as rand-m9-mstd0.5")
 
 
 def build_eval_transform(size_hw: tuple[int, int]) -> v2.Transform:

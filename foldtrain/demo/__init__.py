@@ -30,6 +30,7 @@ from PIL import Image
 
 from foldtrain.data import labels
 from foldtrain.demo.draw import STYLES, draw_photo, make_person
+from foldtrain.user_error import UserError
 
 STEMS = tuple(labels.MASK_BY_STEM)  # mask1..mask5, incorrect_mask, normal
 AGE_GROUP_SHARES = (0.40, 0.35, 0.25)
@@ -60,12 +61,12 @@ def generate_demo(out: str | Path, persons: int = 60, seed: int = 0, eval_images
         `out` as a Path.
     """
     if persons < 1:
-        raise ValueError(f"persons must be at least 1, got {persons}")
+        raise UserError(f"persons must be at least 1, got {persons}")
     n_eval = max(8, round(persons * 7 / 4)) if eval_images is None else eval_images
     if n_eval < 1:
-        raise ValueError(f"eval_images must be at least 1, got {n_eval}")
+        raise UserError(f"eval_images must be at least 1, got {n_eval}")
     if style not in STYLES:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+        raise UserError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     out = Path(out)
     _write_train(out, persons, seed, junk, style)
     _write_eval(out, n_eval, seed, junk, style)

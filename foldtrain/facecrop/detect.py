@@ -17,6 +17,7 @@ from tqdm import tqdm
 from foldtrain.cpus import torch_threads
 from foldtrain.data.images import ImageReadError, load_rgb
 from foldtrain.facecrop.settings import JOURNAL_PREFIX, CropSettings, settings_key
+from foldtrain.user_error import UserError
 
 
 def detect_faces(src: Path, paths: list[str], settings: CropSettings, mtcnn, batch_size: int,
@@ -134,9 +135,9 @@ def torch_threads_for_crop() -> Iterator[None]:
 
 def resolve_device(device: str, state) -> torch.device:
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+        raise UserError(f"device must be auto, cpu or cuda, not {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (use auto or cpu)")
+        raise UserError("--device cuda: no CUDA device is available (use auto or cpu)")
     if device == "cpu":
         return torch.device("cpu")
     if state is not None and (device == "auto" or state.device.type == "cuda"):

@@ -25,6 +25,7 @@ from foldtrain.facecrop.settings import (
     CropSettings,
 )
 from foldtrain.files import atomic_path, write_csv, write_json
+from foldtrain.user_error import UserError
 
 log = logging.getLogger("foldtrain.facecrop")
 
@@ -38,13 +39,13 @@ def check_roots(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.is_dir():
-        raise FileNotFoundError(f"source folder not found: {src}")
+        raise UserError(f"source folder not found: {src}")
     if src == dst:
-        raise ValueError(f"--dst must differ from --src ({src}): crops would overwrite the original photos")
+        raise UserError(f"--dst must differ from --src ({src}): crops would overwrite the original photos")
     if dst.is_relative_to(src):
-        raise ValueError(f"--dst {dst} lies inside --src {src}: choose an output folder outside the data set")
+        raise UserError(f"--dst {dst} lies inside --src {src}: choose an output folder outside the data set")
     if src.is_relative_to(dst):
-        raise ValueError(f"--src {src} lies inside --dst {dst}: choose an output folder that does not contain the "
+        raise UserError(f"--src {src} lies inside --dst {dst}: choose an output folder that does not contain the "
                          f"data set")
     return src, dst
 

@@ -24,13 +24,14 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from foldtrain.model.heads import Heads, MaskHeads
+from foldtrain.user_error import UserError
 
 METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "eigencam": EigenCAM,
            "eigengradcam": EigenGradCAM, "layercam": LayerCAM, "hirescam": HiResCAM, "scorecam": ScoreCAM}
 HEADS = ("mask", "gender", "age")
 
 
-class CamLayerError(ValueError):
+class CamLayerError(UserError):
     """No target layer could be found (or the named one does not exist); the message says what to pass."""
 
 
@@ -90,7 +91,7 @@ class Scores(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, heads: Heads, head: str | None = None):
         super().__init__()
         if head is not None and not isinstance(heads, MaskHeads):
-            raise ValueError(f"--head {head} needs a model with mask/gender/age heads; this one has one head")
+            raise UserError(f"--head {head} needs a model with mask/gender/age heads; this one has one head")
         self.net, self.heads, self.head = net, heads, head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -108,7 +109,7 @@ def class_maps(net: torch.nn.Module, heads: Heads, images: torch.Tensor, method:
     Each map explains the score of the model's own predicted class (of one head with `head`), or of `targets`.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UserError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     scores = Scores(net, heads, head).eval()
     with torch.no_grad():
         preds = scores(images).argmax(1).numpy()

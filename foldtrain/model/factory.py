@@ -9,6 +9,7 @@ import torch
 from timm.data import resolve_model_data_config
 
 from foldtrain.model.weights import WeightsError, load_weights
+from foldtrain.user_error import UserError
 
 
 def build_model(name: str, num_outputs: int, *, pretrained: bool = False, pretrained_file: str | None = None,
@@ -30,7 +31,7 @@ def build_model(name: str, num_outputs: int, *, pretrained: bool = False, pretra
         torch.Size([1, 18])
     """
     if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
-        raise ValueError(f"unknown timm model {name!r} (model.name); see timm.list_models() for names "
+        raise UserError(f"unknown timm model {name!r} (model.name); see timm.list_models() for names "
                          f"(e.g. resnet18, efficientnet_b0)")
     kwargs = {"num_classes": num_outputs, "drop_rate": drop_rate}
     if drop_path_rate:
@@ -38,7 +39,7 @@ def build_model(name: str, num_outputs: int, *, pretrained: bool = False, pretra
     if pretrained_file:
         path = Path(pretrained_file)
         if not path.is_file():
-            raise FileNotFoundError(f"model.pretrained_file not found: {path}")
+            raise UserError(f"model.pretrained_file not found: {path}")
         if path.suffix != ".safetensors":
             raise WeightsError(f"model.pretrained_file {path} is not a .safetensors file; pickled weights can run "
                                f"code when loaded. Convert it once: safetensors.torch.save_file(state_dict, "

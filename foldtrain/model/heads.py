@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from foldtrain.data.labels import NUM_CLASSES
+from foldtrain.user_error import UserError
 
 LossFactory = Callable[[np.ndarray], torch.nn.Module]  # class counts -> a loss over those classes
 
@@ -49,7 +50,7 @@ class MaskHeads:
 
     def __init__(self, num_classes: int = NUM_CLASSES):
         if num_classes != NUM_CLASSES:
-            raise ValueError(f"model.heads=multi needs the 18 mask/gender/age classes; this data has {num_classes}. "
+            raise UserError(f"model.heads=multi needs the 18 mask/gender/age classes; this data has {num_classes}. "
                              f"Use model.heads=single")
         self.num_classes = NUM_CLASSES
 
@@ -111,5 +112,5 @@ def resolve_heads(choice: str, data_format: str, num_classes: int) -> Heads:
 def heads_named(name: str, num_classes: int) -> Heads:
     """Heads by their saved name (`single` or `multi`)."""
     if name not in HEAD_TYPES:
-        raise ValueError(f"unknown heads {name!r}; expected one of {', '.join(HEAD_TYPES)}")
+        raise UserError(f"unknown heads {name!r}; expected one of {', '.join(HEAD_TYPES)}")
     return HEAD_TYPES[name](num_classes)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from foldtrain.config.schema import LOSSES
+from foldtrain.user_error import UserError
 
 
 def soft_targets(target: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
@@ -45,7 +46,7 @@ class ClassificationLoss(torch.nn.Module):
                  gamma: float = 2.0):
         super().__init__()
         if name not in LOSSES:
-            raise ValueError(f"unknown train.loss {name!r}; choose one of {', '.join(LOSSES)}")
+            raise UserError(f"unknown train.loss {name!r}; choose one of {', '.join(LOSSES)}")
         self.name = name
         self.label_smoothing = label_smoothing
         self.gamma = gamma

@@ -11,12 +11,13 @@ import torch
 import ttach
 
 from foldtrain.config.schema import TTA
+from foldtrain.user_error import UserError
 
 
 def tta_transforms(name: str) -> ttach.Compose:
     """The ttach transforms of a TTA policy (`none` is the identity view alone)."""
     if name not in TTA:
-        raise ValueError(f"unknown TTA policy {name!r}; choose one of {', '.join(TTA)}")
+        raise UserError(f"unknown TTA policy {name!r}; choose one of {', '.join(TTA)}")
     steps = {
         "none": [],
         "hflip": [ttach.HorizontalFlip()],
