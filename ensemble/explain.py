@@ -85,7 +85,8 @@ def class_names(cfg: Config, folder: RunFolder, head: str | None) -> list[str]:
     from foldtrain.data import labels
 
     if head is not None:
-        return list({"mask": labels.MASK_NAMES, "gender": labels.GENDER_NAMES, "age": labels.AGE_NAMES}[head])
+        ages = labels.age_names(cfg.data.age_bins)
+        return list({"mask": labels.MASK_NAMES, "gender": labels.GENDER_NAMES, "age": ages}[head])
     return folder.summary()["classes"]
 
 

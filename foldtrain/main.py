@@ -88,6 +88,7 @@ def train(cfg: Config, status: Status) -> int:
     from accelerate import Accelerator
 
     from foldtrain.config import dump
+    from foldtrain.config.ignored import ignored_settings
     from foldtrain.cpus import keep_freed_memory, use_all_cores
     from foldtrain.data.prepare import prepare_data
     from foldtrain.files import write_json, write_text
@@ -119,6 +120,8 @@ def train(cfg: Config, status: Status) -> int:
     tracking = None
     if accelerator.is_main_process:
         write_text(folder / "config.yaml", dump(cfg))
+        for line in ignored_settings(cfg):
+            log.warning("%s", line)
         if data.face_fallback is not None:
             write_json(folder / FACE_FALLBACK, data.face_fallback)
         log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",

@@ -106,8 +106,8 @@ class DataConfig:
                            number(-1))
     age_bins: list[int] = key([30, 60], "age group cut points of the competition layout", AGE_BINS)
     label_fixes: str | None = key(None, "CSV id,fix (to_male, to_female, swap_incorrect_normal)")
-    normalize: str = key("model", "model (timm's mean/std), imagenet, or dataset (measured once)",
-                         one_of(NORMALIZATIONS))
+    normalize: str = key("model", "model (timm's mean/std), imagenet, or dataset (measured on each fold's training "
+                         "images)", one_of(NORMALIZATIONS))
     follow_symlinks: bool = key(False, "accept image symlinks that point outside data.root")
 
 

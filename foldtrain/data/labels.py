@@ -11,7 +11,6 @@ from foldtrain.user_error import UserError
 NUM_CLASSES = 18
 MASK_NAMES = ("wear", "incorrect", "not_wear")
 GENDER_NAMES = ("male", "female")
-AGE_NAMES = ("<30", "30-59", ">=60")
 DEFAULT_AGE_BINS = (30, 60)
 
 # Photo file stem -> mask state. mask1..mask5 are worn masks, the two others are named for what they show.
@@ -36,6 +35,12 @@ def decode(label: int | np.ndarray) -> tuple:
     return label // 6, (label // 3) % 2, label % 3
 
 
-def class_names() -> list[str]:
-    """Readable names of the 18 classes, in label order."""
-    return [f"{m}/{g}/{a}" for m in MASK_NAMES for g in GENDER_NAMES for a in AGE_NAMES]
+def age_names(bins: Sequence[int] = DEFAULT_AGE_BINS) -> tuple[str, str, str]:
+    """The age groups' names for these cut points: `<30`, `30-59`, `>=60` for [30, 60]."""
+    low, high = bins
+    return f"<{low}", f"{low}-{high - 1}", f">={high}"
+
+
+def class_names(bins: Sequence[int] = DEFAULT_AGE_BINS) -> list[str]:
+    """Readable names of the 18 classes, in label order, the age groups named by their cut points."""
+    return [f"{m}/{g}/{a}" for m in MASK_NAMES for g in GENDER_NAMES for a in age_names(bins)]

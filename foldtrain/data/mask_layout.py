@@ -61,7 +61,7 @@ def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS,
                          "gender": labels.GENDER_BY_NAME[gender], "age": int(age)})
     frame = pd.DataFrame(rows)
     frame["label"] = labels.encode(frame["mask"], frame["gender"], labels.age_bin(frame["age"].to_numpy(), age_bins))
-    return Table(frame[["path", "person", "label", "mask", "gender", "age"]], labels.class_names(), "mask",
+    return Table(frame[["path", "person", "label", "mask", "gender", "age"]], labels.class_names(age_bins), "mask",
                  fixes_applied=len(fixes))
 
 

@@ -1,4 +1,5 @@
-"""Normalisation constants: the model's own (timm), ImageNet's, or measured on the training images once."""
+"""Normalisation constants: the model's own (timm), ImageNet's, or measured on a fold's training images (once per
+fold, saved in the fold's folder, so a resumed fold reuses them and no fold sees its validation images' pixels)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def resolve_normalization(mode: str, model_norm: Stats, cache_path: Path, rows: np.ndarray, stats_file: Path) -> Stats:
-    """(mean, std) for `data.normalize`: `model`, `imagenet`, or `dataset` (computed once, saved in `stats_file`)."""
+    """(mean, std) for `data.normalize`: `model`, `imagenet`, or `dataset` (measured on `rows` once, saved in
+    `stats_file`)."""
     if mode == "model":
         return model_norm
     if mode == "imagenet":

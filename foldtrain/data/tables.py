@@ -9,6 +9,7 @@ Every path read from a table or found by walking stays inside the root (`paths`)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +160,24 @@ def images_below(folder: Path, root: Path, follow_symlinks: bool = False) -> lis
 
 
 def _iter_images(folder: Path) -> Iterator[Path]:
-    """Image files below `folder`, skipping hidden files and anything inside hidden folders."""
-    return (p for p in folder.rglob("*") if p.is_file() and is_image_file(p)
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """Image files below `folder`, skipping hidden files and anything inside hidden folders.
+
+    Symlinked sub-folders are walked like files that are links: what they hold is then checked by the same rule
+    (`check_inside`: refused when it leaves the root, unless `data.follow_symlinks=true`), never skipped without a
+    word. A folder reached twice (a link loop, or two links to one folder) is walked once.
+    """
+    seen: set[tuple[int, int]] = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(current)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(current) / name
+            if not name.startswith(".") and path.is_file() and is_image_file(path):
+                yield path
 
 
 def natural_key(text: str) -> tuple:

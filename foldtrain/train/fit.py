@@ -116,8 +116,10 @@ class FoldFit:
                                drop_path_rate=cfg.model.drop_path_rate).to(memory_format=torch.channels_last)
         if cfg.model.freeze_backbone:
             freeze_backbone(self.net)
+        # `dataset` statistics are measured on this fold's own training rows (its validation images play no part)
+        # and kept in its folder and weights' metadata: one writer per file, whatever runs in parallel.
         mean, std = resolve_normalization(cfg.data.normalize, model_norm(self.net), data.cache_path,
-                                          self.spec.train_rows, self.s.folder / "normalize.json")
+                                          self.spec.train_rows, self.spec.out_dir / "normalize.json")
         self.normalize = DeviceNormalize(mean, std).to(self.device)
         optimizer = build_optimizer(self.net, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
         self.model, self.optimizer, self.train_loader, self.val_loader = self.place.prepare(

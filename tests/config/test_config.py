@@ -99,3 +99,17 @@ def test_every_key_runs_in_an_end_to_end_test():
     untestable = {"model.pretrained": "downloads hub weights; the local-file path (model.pretrained_file) runs"}
     missing = [name for name in keys() if f"{name}=" not in sources and name not in untestable]
     assert not missing, f"no end-to-end test sets {missing}"
+
+
+def test_a_key_the_chosen_mode_ignores_gets_one_warning_naming_it():
+    from foldtrain.config.ignored import ignored_settings
+
+    assert ignored_settings(build_config([], [])) == []
+    found = ignored_settings(build_config([], ["train.t0=3", "train.max_lr=0.1", "facecrop.min_prob=0.5",
+                                              "aug.cutmix_mode=band", "data.format=csv", "data.age_bins=[30,58]"]))
+    assert [line.split("=")[0] for line in found] == ["data.age_bins", "facecrop.min_prob", "train.t0", "train.max_lr",
+                                                      "aug.cutmix_mode"]
+    assert "train.t0=3 is ignored: only train.scheduler=cosine_restarts uses it" in found
+    used = build_config([], ["train.scheduler=cosine_restarts", "train.t0=3", "data.face_crop=true",
+                             "facecrop.min_prob=0.5", "aug.cutmix=0.5", "aug.cutmix_mode=band"])
+    assert ignored_settings(used) == []

@@ -33,3 +33,9 @@ def test_mask_stems():
     assert {labels.MASK_BY_STEM[f"mask{i}"] for i in range(1, 6)} == {0}
     assert labels.MASK_BY_STEM["incorrect_mask"] == 1
     assert labels.MASK_BY_STEM["normal"] == 2
+
+
+def test_class_names_follow_the_age_cut_points():
+    assert labels.class_names()[:3] == ["wear/male/<30", "wear/male/30-59", "wear/male/>=60"]
+    moved = labels.class_names((30, 58))
+    assert moved[:3] == ["wear/male/<30", "wear/male/30-57", "wear/male/>=58"] and len(moved) == 18

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from foldtrain.data.images import ImageReadError, is_image_file, load_rgb
+from foldtrain.data.paths import PathEscapeError
 from foldtrain.data.tables import LayoutError, detect_format, read_eval, read_table
 
 
@@ -136,3 +137,25 @@ def test_two_photos_of_one_kind_are_named(demo_root: Path, tmp_path: Path):
     shutil.copy(photo, twin)
     with pytest.raises(LayoutError, match=f"two photos of one kind in .*{folder.name}.*mask1"):
         read_table(root)
+
+
+def test_symlinked_sub_folders_follow_the_rule_for_files(tmp_path: Path):
+    root = tmp_path / "set"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / name / "a.png")
+    shared = root / "cat" / "sub"  # a folder inside the root, linked into another class: followed
+    shared.mkdir()
+    Image.new("RGB", (8, 8)).save(shared / "b.png")
+    (root / "dog" / "more").symlink_to(shared, target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)  # walked once, no endless loop
+    table = read_table(root, "imagefolder")
+    assert sorted(table.frame["path"]) == ["cat/a.png", "cat/sub/b.png", "dog/a.png", "dog/more/b.png"]
+    outside = tmp_path / "outside"  # a folder outside the root, linked in: refused like a file link, not skipped
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "c.png")
+    (root / "dog" / "far").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PathEscapeError, match="far/c.png.*data.follow_symlinks=true"):
+        read_table(root, "imagefolder")
+    allowed = read_table(root, "imagefolder", follow_symlinks=True)
+    assert "dog/far/c.png" in set(allowed.frame["path"])
