@@ -201,7 +201,9 @@ def test_every_other_switch_in_one_run(demo_root: Path, tmp_path: Path):
     client = MlflowClient(tracking_uri=uri)
     parent = client.get_run(json.loads((run / "tracking.json").read_text())["parent_id"])
     assert any(name.startswith("system/") for name in parent.data.metrics)
-    model_dir = client.download_artifacts(parent.info.run_id, "", str(tmp_path / "mlflow-download"))
-    assert model_dir  # the parent's artifacts are reachable
+    downloaded = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "mlflow-download")))
+    # the parent's artifacts are reachable and are the run folder's files
+    assert json.loads((downloaded / "summary.json").read_text()) == summary
+    assert (downloaded / "oof.csv").read_bytes() == (run / "oof.csv").read_bytes()
     served = json.loads(next((Path(uri[len("sqlite:///"):]).parent / "mlartifacts").rglob("served.json")).read_text())
     assert served["tta"] == "flips" and set(served["folds"]) == {"fold 0", "fold 1"}
