@@ -1,12 +1,14 @@
 """Blend runs that share folds: `python -m ensemble.blend --run A --run B [--run C ...] --out DIR`.
 
 Runs trained on the same images with the same split (data, `cv.folds`, `cv.seed`) each hold an out-of-fold score
-for every image. Their per-class log-probabilities are blended with non-negative weights summing to 1 (greedy forward
-selection with replacement, never below the best single run) and one additive bias per class (coordinate ascent on
-macro F1), all tuned on those out-of-fold rows; `nested_cv_f1` scores the same tuning on folds it never saw (the
-biases are kept only when they raise the held-out score, a decision also made inside the nested loop), with a
-person-level interval. A source run whose out-of-fold epochs were chosen on the rows they score (`train.checkpoint=
-best`, early stopping) makes every figure here optimistic: it is named in a warning, or refused with `--strict`.
+for every image, taken at the kept epoch with the TTA views prediction uses (oof_tta.csv, `cv.oof_tta`), so the
+blend is tuned on the kind of scores it is applied to; `ensemble.predict --blend` predicts with those views. Their
+per-class log-probabilities are blended with non-negative weights summing to 1 (greedy forward selection with
+replacement, never below the best single run) and one additive bias per class (coordinate ascent on macro F1), all
+tuned on those out-of-fold rows; `nested_cv_f1` scores the same tuning on folds it never saw (the biases are kept
+only when they raise the held-out score, a decision also made inside the nested loop), with a person-level
+interval. A source run whose out-of-fold epochs were chosen on the rows they score (`train.checkpoint=best`, early
+stopping) makes every figure here optimistic: it is named in a warning, or refused with `--strict`.
 Writes DIR/blend.json, DIR/oof.csv and DIR/per_class_f1.png; `ensemble.predict --blend DIR/blend.json` applies it.
 """
 
@@ -49,6 +51,7 @@ class SourceRun:
     cfg: Config
     summary: dict
     oof: pd.DataFrame  # sorted by path
+    tta: str  # the views the out-of-fold scores were taken with (`cv.oof_tta`, or none for the validation scores)
 
     @property
     def name(self) -> str:
@@ -72,14 +75,28 @@ class SourceRun:
         return tuning.log_softmax(self.oof[columns].to_numpy(dtype=np.float64))
 
 
-def load_run(path: Path) -> SourceRun:
+def load_run(path: Path, views: bool = True) -> SourceRun:
+    """A finished run's out-of-fold table: with its prediction views (oof_tta.csv) when `views` and it has them,
+    else the single-view validation scores (oof.csv)."""
     folder = RunFolder(Path(path).resolve())
     summary = folder.summary()
-    oof_file = folder / "oof.csv"
+    tta = summary.get("oof_tta") if views and (folder / "oof_tta.csv").is_file() else None
+    oof_file = folder / ("oof_tta.csv" if tta else "oof.csv")
     if not oof_file.is_file():
         raise RunFolderError(f"{oof_file} not found: blending needs each run's out-of-fold table")
     oof = pd.read_csv(oof_file).sort_values("path", kind="stable", ignore_index=True)
-    return SourceRun(folder, build_config([folder / "config.yaml"]), summary, oof)
+    return SourceRun(folder, build_config([folder / "config.yaml"]), summary, oof, tta or "none")
+
+
+def load_runs(paths: list[Path]) -> list[SourceRun]:
+    """The runs with out-of-fold scores of one kind of views: each run's TTA scores when all share their views,
+    else every run's single-view scores (with a warning: the blend is then tuned on other scores than it meets)."""
+    runs = [load_run(path) for path in paths]
+    if len({run.tta for run in runs}) > 1:
+        log.warning("the runs' out-of-fold TTA views differ (%s): tuning on single-view scores; retrain with one "
+                    "cv.oof_tta to tune on the views you predict with", ", ".join(sorted({r.tta for r in runs})))
+        runs = [load_run(path, views=False) for path in paths]
+    return runs
 
 
 def check_shared_folds(runs: list[SourceRun]) -> None:
@@ -145,7 +162,7 @@ def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: b
     blended = tuned.predict(logps)
     num_classes = len(classes)
     result = {
-        "runs": [run.name for run in runs], "classes": classes, "weights": tuned.weights.tolist(),
+        "runs": [run.name for run in runs], "classes": classes, "tta": runs[0].tta, "weights": tuned.weights.tolist(),
         "class_bias": tuned.bias.tolist(),
         "oof_f1": tuning.macro_f1(labels, blended.argmax(1), num_classes),
         "oof_f1_runs": {run.name: tuning.macro_f1(labels, logp.argmax(1), num_classes)
@@ -190,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out {args.out} is a file; give a folder for blend.json and its pictures")
-        runs = [load_run(path) for path in args.run]
+        runs = load_runs(args.run)
         result = blend_runs(runs, args.out, weights=not args.no_weights, biases=not args.no_bias, strict=args.strict)
         result["mlflow"] = log_blend(runs, args.out, result)
         write_json(args.out / "blend.json", result)

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--blend", type=Path, help="a blend.json written by ensemble.blend")
     parser.add_argument("--runs-dir", type=Path, default=Path(RunConfig().dir))
     parser.add_argument("--data", type=Path, help="eval folder with info.csv and images/ (default: data.root/eval)")
-    parser.add_argument("--tta", default="hflip", choices=TTA)
+    parser.add_argument("--tta", choices=TTA,
+                        help="TTA views (default: hflip; with --blend, the views it was tuned on)")
     parser.add_argument("--out", type=Path, help="submission CSV (default: RUN/submission.csv or beside the blend)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: from the core count)")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folder = RunFolder(args.run) if args.run else newest_run(args.runs_dir)
             out = check_out(args.out or folder / "submission.csv")
+            args.tta = args.tta or "hflip"
             table, scores, classes = run_scores(folder, args.data, args.tta, batch_size=args.batch_size,
                                                 workers=args.workers, include_full=args.include_full,
                                                 allow_missing=args.allow_missing_folds)

@@ -141,6 +141,10 @@ def train(cfg: Config, status: Status) -> int:
             tracking.replay([f for f in todo if f not in cv.assigned(todo, accelerator)])
         if cfg.train.checkpoint == "honest" and accelerator.is_main_process:
             cv.choose_honest_checkpoints(session, folds)
+        if accelerator.is_main_process:
+            from foldtrain.train.oof_views import score_oof_views
+
+            score_oof_views(session, folds)
         accelerator.wait_for_everyone()
         if cfg.cv.full_fit:
             cv.fit_all_data(session, folds, hooks)

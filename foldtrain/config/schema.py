@@ -184,6 +184,8 @@ class CVConfig:
     parallel: str = key("ddp", "ddp (processes train each fold together) or folds (one fold per process)",
                         one_of(PARALLEL))
     full_fit: bool = key(False, "after CV, train one model on all images")
+    oof_tta: str = key("hflip", "TTA views of the kept epochs' out-of-fold scores that blending tunes on "
+                       "(oof_tta.csv); match the --tta you predict with", one_of(TTA))
 
 
 @dataclass(frozen=True)

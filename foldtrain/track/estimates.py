@@ -38,6 +38,11 @@ def oof_scores(folder: RunFolder, epochs: dict[int, int]) -> tuple[np.ndarray, n
 def oof_table(data: PreparedData, folder: RunFolder, epochs: dict[int, int]) -> pd.DataFrame:
     """`path, label, fold, pred` and one score column per class, every validation image once, sorted by path."""
     rows, scores = oof_scores(folder, epochs)
+    return oof_frame(data, rows, scores)
+
+
+def oof_frame(data: PreparedData, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """`path, label, fold, pred, logit_<i>...` of `rows` with their class scores, sorted by path."""
     table = data.frame.iloc[rows][["path", "label", "fold"]].reset_index(drop=True)
     table["pred"] = scores.argmax(1)
     logits = pd.DataFrame(scores, columns=[f"logit_{i}" for i in range(scores.shape[1])])

@@ -11,7 +11,7 @@ from foldtrain.track.mlflow_tracker import MLflowTracker
 from foldtrain.track.results import PICTURES, headline
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
-ARTIFACTS = ("summary.json", "folds.csv", "oof.csv", "per_class_f1.csv", *PICTURES)
+ARTIFACTS = ("summary.json", "folds.csv", "oof.csv", "oof_tta.csv", "per_class_f1.csv", *PICTURES)
 
 
 def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: PreparedData,

@@ -13,10 +13,11 @@ from foldtrain.files import write_csv, write_json
 from foldtrain.run.folder import RunFolder
 from foldtrain.track import report
 from foldtrain.track.diagnosis import diagnose
-from foldtrain.track.estimates import epoch_curves, estimates, oof_table
+from foldtrain.track.estimates import epoch_curves, estimates, oof_frame, oof_table
 from foldtrain.track.intervals import f1_interval, hidden_test_interval
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_result
+from foldtrain.train.oof_views import read_oof_views
 from foldtrain.train.rules import RULES
 
 PICTURES = ("confusion_matrix.png", "per_class_f1.png", "learning_curves.png")
@@ -61,12 +62,28 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
         "diagnosis": diagnose(epoch_curves(folder, folds), num_classes),
         "num_images": len(oof), "classes": data.classes, "parallel": cfg.cv.parallel, **facts,
     }
+    summary |= write_oof_views(cfg, data, folder, folds, interval)
     full = read_result(folder.full)
     if full:
         summary["full_fit"] = full
     write_json(folder / "summary.json", summary)
     draw_pictures(cfg, data, folder, folds, labels, preds)
     return summary
+
+
+def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: list[int], interval) -> dict:
+    """oof_tta.csv (as oof.csv, each fold's kept epoch scored with the `cv.oof_tta` views) and its F1, when every
+    fold has those scores."""
+    views = [read_oof_views(folder.fold(f)) for f in folds]
+    if cfg.cv.oof_tta == "none" or any(v is None or v["tta"] != cfg.cv.oof_tta for v in views):
+        return {}
+    rows = np.concatenate([v["rows"] for v in views])
+    table = oof_frame(data, rows, np.concatenate([v["scores"] for v in views]))
+    write_csv(folder / "oof_tta.csv", table)
+    labels, preds = table["label"].to_numpy(), table["pred"].to_numpy()
+    persons = data.frame.set_index("path").loc[table["path"], "person"].to_numpy()
+    return {"oof_tta": cfg.cv.oof_tta, "oof_f1_tta": metrics.macro_f1(labels, preds, len(data.classes)),
+            "oof_f1_tta_ci": interval(labels, preds, persons)}
 
 
 def draw_pictures(cfg: Config, data: PreparedData, folder: RunFolder, folds: list[int], labels: np.ndarray,

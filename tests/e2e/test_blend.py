@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import no_traceback, run_main, run_module
@@ -38,7 +41,7 @@ def test_blend_tunes_scores_and_predicts(runs: dict, demo_root: Path):
     blend = json.loads((out / "blend.json").read_text())
     assert sum(blend["weights"]) == pytest.approx(1.0) and min(blend["weights"]) >= 0
     assert len(blend["class_bias"]) == 18
-    assert blend["oof_f1"] >= max(blend["oof_f1_runs"].values())
+    assert blend["tta"] == "hflip"  # tuned on the views ensemble.predict uses by default
     assert set(blend["oof_f1_runs"]) == {str(runs["a"]), str(runs["b"])}
     low, high = blend["nested_cv_f1_ci"]
     assert low <= blend["nested_cv_f1"] <= high and "oof_f1_equal" in blend
@@ -60,6 +63,46 @@ def test_blend_tunes_scores_and_predicts(runs: dict, demo_root: Path):
     assert "submission" in {a.path for a in client.list_artifacts(blends[0].info.run_id)}
 
 
+def test_the_blend_through_the_predict_path_reproduces_its_tuned_oof_f1(runs: dict, tmp_path: Path, monkeypatch):
+    """Each fold model predicts its own out-of-fold images as ensemble.predict would (eval folder, cache, TTA views),
+    the runs are combined as predict --blend combines them: the tuned out-of-fold F1 comes back."""
+    from ensemble.predict import run_config
+    from ensemble.tuning import Blend, log_softmax, macro_f1
+    from foldtrain.data.eval_set import eval_loader
+    from foldtrain.model.fold_ensemble import FoldEnsemble, run_fold_models
+    from foldtrain.run.folder import RunFolder
+
+    work, out = runs["work"], runs["work"] / "blend-path"
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["b"]), "--out", str(out)],
+                        cwd=work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    blend = json.loads((out / "blend.json").read_text())
+    tuned = pd.read_csv(out / "oof.csv")  # sorted by path
+    monkeypatch.chdir(work)
+    logps = []
+    for run in blend["runs"]:
+        folder = RunFolder(Path(run))
+        cfg = run_config(folder)
+        folds = pd.read_csv(folder / "folds.csv")
+        scores = {}
+        for model in run_fold_models(folder):
+            fold = int(model.name.split()[-1])
+            paths = folds.loc[folds["fold"] == fold, "path"].tolist()
+            eval_dir = tmp_path / f"{folder.name}-{fold}"
+            (eval_dir / "images").mkdir(parents=True)
+            names = [f"{i:04d}{Path(p).suffix}" for i, p in enumerate(paths)]
+            for path, name in zip(paths, names, strict=True):
+                shutil.copyfile(Path(cfg.data.root) / path, eval_dir / "images" / name)
+            pd.DataFrame({"ImageID": names, "ans": 0}).to_csv(eval_dir / "info.csv", index=False)
+            table, loader = eval_loader(cfg, eval_dir, model.size_hw, workers=0)
+            fold_scores = FoldEnsemble([model], blend["tta"], torch.device("cpu")).predict(loader)
+            scores.update(dict(zip(paths, fold_scores, strict=True)))
+        logps.append(log_softmax(np.stack([scores[p] for p in tuned["path"]]).astype(np.float64)))
+    preds = Blend(np.asarray(blend["weights"]), np.asarray(blend["class_bias"])).predict(np.stack(logps)).argmax(1)
+    assert (preds == tuned["pred"].to_numpy()).mean() >= 0.99
+    assert macro_f1(tuned["label"].to_numpy(), preds, 18) == pytest.approx(blend["oof_f1"], abs=0.01)
+
+
 def test_blending_a_run_with_itself_reproduces_its_predictions(runs: dict):
     work, out = runs["work"], runs["work"] / "self"
     result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["a"]), "--out", str(out),
@@ -68,7 +111,7 @@ def test_blending_a_run_with_itself_reproduces_its_predictions(runs: dict):
     blend = json.loads((out / "blend.json").read_text())
     assert blend["class_bias"] == [0.0] * 18
     oof = pd.read_csv(out / "oof.csv")
-    own = pd.read_csv(runs["a"] / "oof.csv").sort_values("path", ignore_index=True)
+    own = pd.read_csv(runs["a"] / "oof_tta.csv").sort_values("path", ignore_index=True)
     assert (oof["pred"] == own["pred"]).all()
     for path in (out / "sub.csv", work / "own.csv"):
         source = ["--blend", str(out / "blend.json")] if path.parent == out else ["--run", str(runs["a"])]
