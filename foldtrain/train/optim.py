@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 
 import torch
-from timm.optim import create_optimizer_v2, get_optimizer_class
+from timm.optim import create_optimizer_v2, get_optimizer_class, list_optimizers
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
+
+from foldtrain.user_error import UserError
 
 
 def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -17,6 +19,10 @@ def build_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: 
     parameters instead of a Python loop of small ops per tensor. Same update rule and precision; on a 2-core CPU
     an AdamW step of resnet10t takes 5 ms instead of 15 ms (benchmarks/bench_step.py).
     """
+    known = list_optimizers()
+    if name.lower().split("_")[-1] not in known and name.lower() not in known:
+        raise UserError(f"unknown train.optimizer {name!r}; timm names such as adamw, adam, radam, sgd, lamb "
+                        f"(timm.optim.list_optimizers())")
     fused = {"fused": True} if has_fused_kernel(name) else {}
     return create_optimizer_v2(model, opt=name, lr=lr, weight_decay=weight_decay, **fused)
 

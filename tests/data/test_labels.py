@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from foldtrain.data import labels
+from foldtrain.user_error import UserError
 
 
 def test_competition_encoding_examples():
@@ -25,7 +26,7 @@ def test_age_bins_default(age: int, expected: int):
 def test_age_bins_moved_cut():
     assert labels.age_bin(58, (30, 58)) == 2
     assert list(labels.age_bin(np.array([57, 58, 59]), (30, 58))) == [1, 2, 2]
-    with pytest.raises(ValueError, match="age_bins"):
+    with pytest.raises(UserError, match="age_bins"):
         labels.age_bin(40, (60, 30))
 
 

@@ -102,12 +102,16 @@ def test_the_summary_carries_person_level_intervals(uninterrupted):
     for fold, (f_low, f_high) in summary["fold_f1_ci"].items():
         assert f_low <= summary["fold_f1"][fold] <= f_high
     assert summary["oof_f1_honest"] is not None and len(summary["oof_f1_honest_ci"]) == 2
+    # the kept epochs scored again through the prediction path with hflip views
+    assert summary["oof_tta"] == "hflip" and len(pd.read_csv(uninterrupted / "oof_tta.csv")) == len(
+        pd.read_csv(uninterrupted / "oof.csv"))
 
 
 def test_one_trained_fold_gives_no_honest_number(work):
-    result = run_main(args(work, "lone", "cv.only=[0]"), cwd=work)
+    result = run_main(args(work, "lone", "cv.only=[0]", "cv.oof_tta=none"), cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((work / "runs" / "lone" / "summary.json").read_text())
+    assert "oof_tta" not in summary and not (work / "runs" / "lone" / "oof_tta.csv").exists()
     assert summary["oof_f1_honest"] is None and "one trained fold" in summary["estimate_notes"]["oof_f1_honest"]
     assert "honest n/a" in result.stderr and "oof_f1_honest is not reported: one trained fold" in result.stderr
 

@@ -9,6 +9,7 @@ import torch
 
 from foldtrain.model.cam import CamLayerError, class_maps, target_layer
 from foldtrain.model.heads import MaskHeads, SingleHead
+from foldtrain.user_error import UserError
 
 FAMILIES = {
     "resnet10t": {}, "resnet18d": {}, "efficientnet_b0": {}, "mobilenetv3_small_050": {}, "convnext_atto": {},
@@ -69,5 +70,5 @@ def test_one_head_of_three():
     net = timm.create_model("resnet10t", num_classes=8).eval()
     maps, preds = class_maps(net, MaskHeads(), torch.randn(2, 3, 64, 64), head="gender")
     assert maps.shape == (2, 64, 64) and set(preds) <= {0, 1}
-    with pytest.raises(ValueError, match="--head"):
+    with pytest.raises(UserError, match="--head"):
         class_maps(net, SingleHead(8), torch.randn(1, 3, 64, 64), head="age")

@@ -5,6 +5,7 @@ import torch
 
 from foldtrain.model.factory import build_model, freeze_backbone, model_norm
 from foldtrain.model.weights import WeightsError, load_weights, read_metadata, save_weights
+from foldtrain.user_error import UserError
 
 
 def test_build_model_outputs_classes():
@@ -15,7 +16,7 @@ def test_build_model_outputs_classes():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="unknown timm model 'resnet_nope'"):
+    with pytest.raises(UserError, match="unknown timm model 'resnet_nope'"):
         build_model("resnet_nope", 2)
 
 
@@ -29,7 +30,7 @@ def test_pretrained_file_loads_weights_and_reinitialises_a_new_head(tmp_path: Pa
     other_head = build_model("resnet10t", 4, pretrained_file=str(file))
     assert torch.equal(other_head.conv1[0].weight, source.conv1[0].weight)
     assert other_head.fc.weight.shape == (4, 512)
-    with pytest.raises(FileNotFoundError, match="pretrained_file"):
+    with pytest.raises(UserError, match="pretrained_file"):
         build_model("resnet10t", 2, pretrained_file=str(tmp_path / "none.safetensors"))
 
 

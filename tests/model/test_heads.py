@@ -5,6 +5,7 @@ import torch
 
 from foldtrain.data import labels
 from foldtrain.model.heads import MaskHeads, MultiHeadLoss, SingleHead, heads_named, resolve_heads
+from foldtrain.user_error import UserError
 
 
 def test_three_heads_decode_to_the_competition_encoding():
@@ -48,5 +49,5 @@ def test_resolve_heads():
     assert resolve_heads("auto", "mask", 18).name == "multi"
     assert resolve_heads("auto", "imagefolder", 2).name == "single"
     assert heads_named("single", 3).outputs == 3
-    with pytest.raises(ValueError, match="model.heads=multi"):
+    with pytest.raises(UserError, match="model.heads=multi"):
         resolve_heads("multi", "csv", 5)

@@ -11,6 +11,7 @@ import torch
 from foldtrain.config.schema import LOSSES
 from foldtrain.model.heads import MaskHeads, SingleHead
 from foldtrain.model.losses import ClassificationLoss, balanced_weights, loss_factory, soft_f1_loss
+from foldtrain.user_error import UserError
 
 
 def test_ce_and_focal_on_known_logits():
@@ -63,7 +64,7 @@ def test_every_loss_takes_soft_targets_and_has_gradients(name: str):
 
 
 def test_unknown_loss_is_named():
-    with pytest.raises(ValueError, match="train.loss"):
+    with pytest.raises(UserError, match="train.loss"):
         ClassificationLoss("hinge")
 
 

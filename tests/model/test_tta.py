@@ -3,6 +3,7 @@ import torch
 import ttach
 
 from foldtrain.model.tta import BatchedTTA, tta_transforms
+from foldtrain.user_error import UserError
 
 
 class AsymmetricNet(torch.nn.Module):
@@ -35,5 +36,5 @@ def test_batched_tta_equals_ttach(policy: str):
 
 
 def test_unknown_policy():
-    with pytest.raises(ValueError, match="unknown TTA policy"):
+    with pytest.raises(UserError, match="unknown TTA policy"):
         tta_transforms("spin")

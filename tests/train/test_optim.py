@@ -9,6 +9,7 @@ import torch
 from foldtrain.config.schema import SCHEDULERS
 from foldtrain.model.factory import build_model
 from foldtrain.train.optim import build_optimizer, build_scheduler
+from foldtrain.user_error import UserError
 
 
 def lrs_over(name: str, epochs: int = 6, per_epoch: int = 5, warmup: int = 0) -> list[float]:
@@ -76,5 +77,5 @@ def test_fused_optimizer_makes_the_same_updates_as_torchs_loop(name: str):
 def test_optimizers_without_a_fused_kernel_still_build():
     model = build_model("resnet10t", 2)
     assert "fused" not in build_optimizer(model, "radam", lr=0.01, weight_decay=0.0).defaults
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(UserError, match="nope"):
         build_optimizer(model, "nope", lr=0.01, weight_decay=0.0)
