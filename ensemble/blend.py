@@ -66,7 +66,7 @@ class SourceRun:
 
     def persons(self) -> np.ndarray:
         """The person (group) of each out-of-fold row, from the run's folds.csv."""
-        folds = pd.read_csv(self.folder / "folds.csv", usecols=["path", "person"], dtype={"person": str})
+        folds = pd.read_csv(self.folder.folds_file, usecols=["path", "person"], dtype={"person": str})
         return folds.set_index("path").loc[self.oof["path"], "person"].to_numpy()
 
     def logp(self) -> np.ndarray:
@@ -80,12 +80,12 @@ def load_run(path: Path, views: bool = True) -> SourceRun:
     else the single-view validation scores (oof.csv)."""
     folder = RunFolder(Path(path).resolve())
     summary = folder.summary()
-    tta = summary.get("oof_tta") if views and (folder / "oof_tta.csv").is_file() else None
-    oof_file = folder / ("oof_tta.csv" if tta else "oof.csv")
+    tta = summary.get("oof_tta") if views and folder.oof_tta_file.is_file() else None
+    oof_file = folder.oof_tta_file if tta else folder.oof_file
     if not oof_file.is_file():
         raise RunFolderError(f"{oof_file} not found: blending needs each run's out-of-fold table")
     oof = pd.read_csv(oof_file).sort_values("path", kind="stable", ignore_index=True)
-    return SourceRun(folder, build_config([folder / "config.yaml"]), summary, oof, tta or "none")
+    return SourceRun(folder, build_config([folder.config_file]), summary, oof, tta or "none")
 
 
 def load_runs(paths: list[Path]) -> list[SourceRun]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foldtrain.files import read_json
 from foldtrain.track.mlflow_tracker import MLflowTracker
 
 SCORES = ("oof_f1", "oof_f1_equal", "nested_cv_f1")
 
 
 def tracking_of(folder) -> dict:
-    return read_json(folder.path / "tracking.json", {})
+    return folder.tracking()
 
 
 def log_blend(runs, out: Path, result: dict) -> dict:

@@ -28,7 +28,7 @@ from foldtrain.data.paths import inside_root
 from foldtrain.data.prepare import source_root
 from foldtrain.data.tables import read_eval
 from foldtrain.errors import EXPECTED
-from foldtrain.files import atomic_path, read_json
+from foldtrain.files import atomic_path
 from foldtrain.model.cam import HEADS, METHODS, class_maps
 from foldtrain.model.fold_ensemble import FoldEnsemble, load_fold_net, run_fold_models
 from foldtrain.run.folder import RunFolder
@@ -96,12 +96,12 @@ def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
     cfg = run_config(folder)
     names = class_names(cfg, folder, args.head)
     models = {int(m.name.split()[-1]): m for m in run_fold_models(folder)}
-    oof = pd.read_csv(folder / "oof.csv")
+    oof = pd.read_csv(folder.oof_file)
     picked = select_rows(oof[oof["fold"].isin(models)], args.n, args.select, len(folder.summary()["classes"]))
     root = source_root(cfg, Path(cfg.data.root))
     parts = []
     for fold, rows in picked.groupby("fold", sort=True):
-        files = [inside_root(root, p, folder / "oof.csv", i + 1, cfg.data.follow_symlinks)
+        files = [inside_root(root, p, folder.oof_file, i + 1, cfg.data.follow_symlinks)
                  for i, p in zip(rows.index, rows["path"], strict=True)]
         views = input_views(files, models[fold].size_hw)
         maps, preds = maps_of(models[fold], views, args.method, args.head, args.layer)
@@ -155,7 +155,7 @@ def log_to_mlflow(folder: RunFolder, out: Path) -> None:
     """The overall grid to the parent run, each fold's grid to its fold run (best effort)."""
     from foldtrain.track.mlflow_tracker import MLflowTracker
 
-    tracking = read_json(folder / "tracking.json", {})
+    tracking = folder.tracking()
     if not tracking.get("parent_id"):
         return
     tracker = MLflowTracker(tracking.get("experiment", "foldtrain"), tracking.get("tracking_uri"))

@@ -33,7 +33,7 @@ log = logging.getLogger("ensemble")
 
 def run_config(folder: RunFolder) -> Config:
     """The config a run was trained with."""
-    return build_config([folder / "config.yaml"])
+    return build_config([folder.config_file])
 
 
 def run_scores(folder: RunFolder, data_dir: Path | None, tta: str, *, batch_size: int = 64, workers: int | None = None,
@@ -73,10 +73,9 @@ def check_out(out: Path) -> Path:
 
 def log_submission(folder: RunFolder, out: Path, tta: str, data_dir: Path | None) -> None:
     """The submission as an artifact of the run's MLflow parent (best effort)."""
-    from foldtrain.files import read_json
     from foldtrain.track.mlflow_tracker import MLflowTracker
 
-    tracking = read_json(folder / "tracking.json", {})
+    tracking = folder.tracking()
     if tracking.get("parent_id"):
         tracker = MLflowTracker(tracking.get("experiment", "foldtrain"), tracking.get("tracking_uri"))
         tracker.log_artifact(tracking["parent_id"], out, "submission")

@@ -112,14 +112,14 @@ def train(cfg: Config, status: Status) -> int:
             from foldtrain.demo import ensure_demo  # the generator is a tool, loaded only for the default root
 
             ensure_demo(Path(cfg.data.root))
-    data = prepare_data(cfg, folder / "folds.csv", accelerator)
+    data = prepare_data(cfg, folder.folds_file, accelerator)
     session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)))
     facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
     folds = cv.planned_folds(session)
     hooks: list = [status]
     tracking = None
     if accelerator.is_main_process:
-        write_text(folder / "config.yaml", dump(cfg))
+        write_text(folder.config_file, dump(cfg))
         for line in ignored_settings(cfg):
             log.warning("%s", line)
         if data.face_fallback is not None:
@@ -135,19 +135,7 @@ def train(cfg: Config, status: Status) -> int:
         hooks.append(FoldGradcam(cfg.train.gradcam, data, tracking.fold_runs if tracking else None))
     monitor = start_system_metrics(cfg, accelerator, tracking)
     try:
-        todo = cv.unfinished(session, folds)
-        cv.train_folds(session, todo, hooks)
-        if tracking is not None and cfg.cv.parallel == "folds":
-            tracking.replay([f for f in todo if f not in cv.assigned(todo, accelerator)])
-        if cfg.train.checkpoint == "honest" and accelerator.is_main_process:
-            cv.choose_honest_checkpoints(session, folds)
-        if accelerator.is_main_process:
-            from foldtrain.train.oof_views import score_oof_views
-
-            score_oof_views(session, folds)
-        accelerator.wait_for_everyone()
-        if cfg.cv.full_fit:
-            cv.fit_all_data(session, folds, hooks)
+        cv.CrossValidation(session, folds, hooks, replay=tracking.replay if tracking is not None else None).run()
         if tracking is not None:
             tracking.finish(folds, facts | {"seconds": time.perf_counter() - started})
     except BaseException as err:
@@ -225,7 +213,7 @@ class Tracking:
                 log.warning("%s; the results are complete in %s", failure, self.folder.path)
             if model_uri:
                 summary["model_uri"] = model_uri
-                write_json(self.folder / "summary.json", summary)
+                write_json(self.folder.summary_file, summary)
                 self.fold_runs.model_uri = model_uri
                 self.fold_runs.save()
         log.info("done: %s -> %s", headline(summary), self.folder.path)

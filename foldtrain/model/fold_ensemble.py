@@ -17,7 +17,7 @@ from foldtrain.model.factory import build_model
 from foldtrain.model.heads import Heads, heads_named
 from foldtrain.model.tta import BatchedTTA, tta_transforms, views_per_pass
 from foldtrain.model.weights import WeightsError, load_into, read_metadata
-from foldtrain.run.folder import RunFolder
+from foldtrain.run.folder import WEIGHTS, RunFolder
 
 log = logging.getLogger("foldtrain")
 
@@ -49,7 +49,7 @@ def run_fold_models(folder: RunFolder, include_full: bool = False, allow_missing
     """
     wanted = [(f"fold {k}", folder.weights(k)) for k in folder.trained_folds()]
     if include_full:
-        wanted.append(("full", folder.full / "model.safetensors"))
+        wanted.append(("full", folder.full / WEIGHTS))
     models, missing = [], []
     for name, path in wanted:
         try:

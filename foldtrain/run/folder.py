@@ -1,4 +1,8 @@
-"""The run folder: where each file of a CV run lives, and the checks made before anything is written to it."""
+"""The run folder: where each file of a CV run lives, and the checks made before anything is written to it.
+
+Every file name of a run is spelled here, once; the stages and the ensemble tools reach the files through
+`RunFolder` (and these names), never by a string of their own.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,12 @@ from pathlib import Path
 
 from foldtrain.files import StorageError, describe_storage_error, read_json
 
-FACE_FALLBACK = "face_fallback.json"
+# The run's own files
+CONFIG, FOLDS, SUMMARY, TRACKING = "config.yaml", "folds.csv", "summary.json", "tracking.json"
+OOF, OOF_TTA, FACE_FALLBACK, LOCK = "oof.csv", "oof_tta.csv", "face_fallback.json", ".lock"
+# Each fold's files (`fold<k>/`, and `full/` for the all-data model)
+WEIGHTS, SCORES, OOF_VIEWS = "model.safetensors", "val_scores.npz", "oof_views.npz"
+METRICS, RESULT, EPOCHS_DIR, STATE_DIR = "metrics.csv", "result.json", "epochs", "state"
 
 
 class RunFolderError(RuntimeError):
@@ -35,7 +44,38 @@ class RunFolder:
         return self.path / "full"
 
     def weights(self, k: int) -> Path:
-        return self.fold(k) / "model.safetensors"
+        return self.fold(k) / WEIGHTS
+
+    def metrics(self, k: int) -> Path:
+        return self.fold(k) / METRICS
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def folds_file(self) -> Path:
+        return self.path / FOLDS
+
+    @property
+    def oof_file(self) -> Path:
+        return self.path / OOF
+
+    @property
+    def oof_tta_file(self) -> Path:
+        return self.path / OOF_TTA
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def tracking_file(self) -> Path:
+        return self.path / TRACKING
+
+    def tracking(self) -> dict:
+        """tracking.json: the run's MLflow parent and fold run ids, store and experiment ({} when untracked)."""
+        return read_json(self.tracking_file, {})
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -54,7 +94,7 @@ class RunFolder:
 
     def has_results(self) -> bool:
         """True when the folder already holds fold weights or a summary."""
-        return (self.path / "summary.json").exists() or any(self.path.glob("fold*/model.safetensors"))
+        return self.summary_file.exists() or any(self.path.glob(f"fold*/{WEIGHTS}"))
 
     def summary(self) -> dict:
         """summary.json of a finished run.
@@ -62,7 +102,7 @@ class RunFolder:
         Raises:
             RunFolderError: the run never finished (no summary.json).
         """
-        summary = read_json(self.path / "summary.json")
+        summary = read_json(self.summary_file)
         if summary is None:
             raise RunFolderError(f"{self.path} has no summary.json: its training did not finish (continue it with "
                                  f"train.resume=true) or it is not a run folder")

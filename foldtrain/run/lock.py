@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from foldtrain.run.folder import RunFolderError, describe_holder, this_process
+from foldtrain.run.folder import LOCK, RunFolderError, describe_holder, this_process
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; one writer is then the user's to ensure
     fcntl = None
 
-LOCK_NAME = ".lock"
+LOCK_NAME = LOCK
 
 
 class RunLock:

@@ -32,7 +32,7 @@ def check_start(cfg: Config, folder: RunFolder) -> None:
     Raises:
         RunFolderError: naming what to do instead.
     """
-    config_file = folder / "config.yaml"
+    config_file = folder.config_file
     if not cfg.train.resume:
         if folder.has_results():
             raise RunFolderError(f"{folder.path} already holds results; pick another run.name, delete the folder, "

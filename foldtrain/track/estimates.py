@@ -72,4 +72,4 @@ def estimates(data: PreparedData, folder: RunFolder, results: dict[int, dict],
 
 def epoch_curves(folder: RunFolder, folds: list[int]) -> dict[int, pd.DataFrame]:
     """Each fold's metrics.csv (its per-epoch train and validation numbers)."""
-    return {f: pd.read_csv(folder.fold(f) / "metrics.csv") for f in folds}
+    return {f: pd.read_csv(folder.metrics(f)) for f in folds}

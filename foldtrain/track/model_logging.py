@@ -17,7 +17,7 @@ import pandas as pd
 
 from foldtrain.config import Config, dump
 from foldtrain.data.prepare import PreparedData
-from foldtrain.run.folder import RunFolder
+from foldtrain.run.folder import CONFIG, RunFolder
 from foldtrain.track import served_model
 from foldtrain.track.mlflow_tracker import MLflowTracker
 
@@ -44,7 +44,7 @@ def stage_artifacts(cfg: Config, folder: RunFolder, folds: list[int], dest: Path
         except OSError:
             shutil.copyfile(folder.weights(fold), dest / name)
         files[f"fold {fold}"] = name
-    (dest / "config.yaml").write_text(dump(cfg))
+    (dest / CONFIG).write_text(dump(cfg))
     face_crop = crop_geometry(cfg) | {"fallback": folder.face_fallback()} if cfg.data.face_crop else None
     (dest / served_model.SETTINGS).write_text(json.dumps({"tta": cfg.mlflow.model_tta, "folds": files,
                                                           "face_crop": face_crop}))

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from foldtrain.config import Config, flatten
 from foldtrain.data.prepare import PreparedData
-from foldtrain.files import read_json
-from foldtrain.run.folder import RunFolder
-from foldtrain.track.fold_runs import TRACKING
+from foldtrain.run.folder import FOLDS, OOF, OOF_TTA, SUMMARY, RunFolder
 from foldtrain.track.mlflow_tracker import MLflowTracker
 from foldtrain.track.results import PICTURES, headline
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
-ARTIFACTS = ("summary.json", "folds.csv", "oof.csv", "oof_tta.csv", "per_class_f1.csv", *PICTURES)
+ARTIFACTS = (SUMMARY, FOLDS, OOF, OOF_TTA, "per_class_f1.csv", *PICTURES)
 
 
 def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: PreparedData,
                 facts: dict) -> str | None:
     """The parent run: reattached on resume, else created with every resolved config value as a param."""
-    saved = read_json(folder / TRACKING, {}) if cfg.train.resume else {}
+    saved = folder.tracking() if cfg.train.resume else {}
     if saved.get("parent_id"):
         return tracker.reattach(saved["parent_id"])
     params = flatten(cfg) | {"mlflow.tracking_uri": tracker.connect()} | facts
     parent = tracker.start_run(cfg.run.name, tags={"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"},
                                params=params)
-    tracker.log_artifact(parent, folder / "config.yaml")
+    tracker.log_artifact(parent, folder.config_file)
     if cfg.data.label_fixes:
         tracker.log_artifact(parent, cfg.data.label_fixes, "label_fixes")
     name = f"{folder.name}: {len(data.frame)} images, {len(data.classes)} classes"

@@ -33,7 +33,7 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     results = {f: read_result(folder.fold(f)) for f in folds}
     kept = {f: r["checkpoint_epoch"] for f, r in results.items()}
     oof = oof_table(data, folder, kept)
-    write_csv(folder / "oof.csv", oof)
+    write_csv(folder.oof_file, oof)
     labels, preds = oof["label"].to_numpy(), oof["pred"].to_numpy()
     persons = data.frame.set_index("path").loc[oof["path"], "person"].to_numpy()
     interval = partial(f1_interval, num_classes=num_classes, level=cfg.ci.level, resamples=cfg.ci.resamples,
@@ -66,7 +66,7 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     full = read_result(folder.full)
     if full:
         summary["full_fit"] = full
-    write_json(folder / "summary.json", summary)
+    write_json(folder.summary_file, summary)
     draw_pictures(cfg, data, folder, folds, labels, preds)
     return summary
 
@@ -79,7 +79,7 @@ def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: l
         return {}
     rows = np.concatenate([v["rows"] for v in views])
     table = oof_frame(data, rows, np.concatenate([v["scores"] for v in views]))
-    write_csv(folder / "oof_tta.csv", table)
+    write_csv(folder.oof_tta_file, table)
     labels, preds = table["label"].to_numpy(), table["pred"].to_numpy()
     persons = data.frame.set_index("path").loc[table["path"], "person"].to_numpy()
     return {"oof_tta": cfg.cv.oof_tta, "oof_f1_tta": metrics.macro_f1(labels, preds, len(data.classes)),

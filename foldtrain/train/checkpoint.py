@@ -20,10 +20,9 @@ import torch
 
 from foldtrain.files import atomic_path, read_json, write_csv, write_json
 from foldtrain.model.weights import save_weights
+from foldtrain.run.folder import EPOCHS_DIR, METRICS, RESULT, SCORES, WEIGHTS
 from foldtrain.train.progress import FoldProgress
 from foldtrain.train.state import StateError
-
-WEIGHTS, SCORES, EPOCHS_DIR = "model.safetensors", "val_scores.npz", "epochs"
 
 
 @dataclass
@@ -82,7 +81,7 @@ class CheckpointPolicy:
                     val: ValScores | None) -> None:
         """Write what this epoch adds (writer process only)."""
         rec = progress.history[-1]
-        write_csv(self.fold_dir / "metrics.csv", pd.DataFrame(
+        write_csv(self.fold_dir / METRICS, pd.DataFrame(
             [{"epoch": r.epoch, **r.metrics(), "started": r.started, "ended": r.ended, "seconds": r.seconds}
              for r in progress.history]))
         if val is not None:
@@ -118,7 +117,7 @@ class CheckpointPolicy:
                   "stopped_early": progress.next_epoch < progress.epochs,
                   "checkpoint": self.rule, "checkpoint_epoch": kept,
                   "started": progress.started, "ended": ended, "finished": True}
-        write_json(self.fold_dir / "result.json", result)
+        write_json(self.fold_dir / RESULT, result)
         return result
 
 
@@ -132,4 +131,4 @@ def weights_at_fold_end(fold_dir: Path, result: dict) -> tuple[Path, int]:
 
 def read_result(fold_dir: Path) -> dict:
     """A fold's result.json, or {} when the fold has not finished."""
-    return read_json(fold_dir / "result.json", {})
+    return read_json(fold_dir / RESULT, {})

@@ -1,4 +1,4 @@
-"""The folds of a CV run, as small strategies around `FoldFit`.
+"""The folds of a CV run, as small strategies around `FoldFit`, run in order by `CrossValidation`.
 
 - `train_folds`: `cv.parallel=ddp` fits each fold with every process together, `folds` gives each process its own
   folds to fit alone;
@@ -15,13 +15,45 @@ import shutil
 import numpy as np
 
 from foldtrain.files import write_json
-from foldtrain.train.checkpoint import EPOCHS_DIR, WEIGHTS, epoch_weights, read_result
+from foldtrain.run.folder import EPOCHS_DIR, RESULT, WEIGHTS
+from foldtrain.train.checkpoint import epoch_weights, read_result
 from foldtrain.train.fit import FitSpec, FoldFit, Hooks
+from foldtrain.train.oof_views import score_oof_views
 from foldtrain.train.placement import Alone, Shared
 from foldtrain.train.rules import RULES
 from foldtrain.train.session import Session
 
 log = logging.getLogger("foldtrain")
+
+
+class CrossValidation:
+    """The CV sequence of one run, on every process: fit the unfinished folds (`cv.parallel`), replay the fold runs
+    other processes fitted to the tracker, settle the kept epochs (`honest`), score the kept epochs' out-of-fold
+    views (`cv.oof_tta`), then the all-data model (`cv.full_fit`).
+
+    Args:
+        session: the run's shared parts.
+        folds: the planned folds (`planned_folds`).
+        hooks: the loop's hooks (tracking, progress, Grad-CAM).
+        replay: called on the main process with the folds other processes fitted alone (their runs to log).
+    """
+
+    def __init__(self, session: Session, folds: list[int], hooks: list[Hooks], replay=None):
+        self.session, self.folds, self.hooks, self.replay = session, folds, hooks, replay
+
+    def run(self) -> None:
+        session, accelerator, cfg = self.session, self.session.accelerator, self.session.cfg
+        todo = unfinished(session, self.folds)
+        train_folds(session, todo, self.hooks)
+        if self.replay is not None and cfg.cv.parallel == "folds":
+            self.replay([f for f in todo if f not in assigned(todo, accelerator)])
+        if accelerator.is_main_process:
+            if cfg.train.checkpoint == "honest":
+                choose_honest_checkpoints(session, self.folds)
+            score_oof_views(session, self.folds)
+        accelerator.wait_for_everyone()
+        if cfg.cv.full_fit:
+            fit_all_data(session, self.folds, self.hooks)
 
 
 def planned_folds(session: Session) -> list[int]:
@@ -75,7 +107,7 @@ def choose_honest_checkpoints(session: Session, folds: list[int]) -> None:
         fold_dir = session.folder.fold(fold)
         if results[fold].get("checkpoint_epoch") is None:
             shutil.copyfile(epoch_weights(fold_dir, epoch), fold_dir / WEIGHTS)
-            write_json(fold_dir / "result.json", results[fold] | {"checkpoint_epoch": epoch})
+            write_json(fold_dir / RESULT, results[fold] | {"checkpoint_epoch": epoch})
         shutil.rmtree(fold_dir / EPOCHS_DIR, ignore_errors=True)
     log.info("honest checkpoints: epochs %s", chosen)
 

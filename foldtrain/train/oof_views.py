@@ -18,17 +18,17 @@ from foldtrain.data.loaders import CachedImageDataset, build_loader
 from foldtrain.data.transforms import build_eval_transform
 from foldtrain.model.fold_ensemble import FoldEnsemble, FoldModel
 from foldtrain.model.weights import read_metadata
+from foldtrain.run.folder import OOF_VIEWS
 from foldtrain.train.checkpoint import read_result
 from foldtrain.train.session import Session
 
 log = logging.getLogger("foldtrain")
 
-VIEWS = "oof_views.npz"
 
 
 def read_oof_views(fold_dir: Path) -> dict | None:
     """`{rows, scores, tta, epoch}` of a fold's kept-epoch TTA scores, or None when it has none."""
-    path = fold_dir / VIEWS
+    path = fold_dir / OOF_VIEWS
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as saved:
@@ -56,6 +56,6 @@ def score_oof_views(session: Session, folds: list[int]) -> None:
         dataset = CachedImageDataset(data.cache_path, rows, None, build_eval_transform(data.size_hw))
         loader = build_loader(dataset, session.cfg.train.batch_size, False, 0, False)
         scores = FoldEnsemble([model], tta, session.accelerator.device).predict(loader, f"fold {fold} oof")
-        with atomic_path(fold_dir / VIEWS, suffix=".npz") as tmp:
+        with atomic_path(fold_dir / OOF_VIEWS, suffix=".npz") as tmp:
             np.savez(tmp, rows=rows, scores=scores.astype(np.float32), tta=np.array(tta), epoch=np.array(kept))
     log.info("out-of-fold scores with TTA %s at the kept epochs: folds %s", tta, folds)

@@ -27,8 +27,9 @@ from safetensors.torch import load_file
 
 from foldtrain.files import atomic_path
 from foldtrain.model.weights import write_safetensors
+from foldtrain.run.folder import STATE_DIR
 
-STATE, TMP, OLD = "state", "state.tmp", "state.old"
+STATE, TMP, OLD = STATE_DIR, f"{STATE_DIR}.tmp", f"{STATE_DIR}.old"
 
 
 class StateError(ValueError):
