@@ -3,11 +3,18 @@
 Values on the command line are parsed as YAML (`cv.only=[0,2]`, `model.pretrained=false`). An unknown section or
 key, a value of the wrong type or outside its domain raises `ConfigError` with one line naming the key, so a typo
 never trains with a default and a bad value never reaches PIL or torch. Imports neither torch nor numpy.
+
+Input is bounded before it is parsed: a config file of at most `MAX_FILE_BYTES`, an override of at most
+`MAX_OVERRIDE_BYTES`, YAML aliases refused (a billion-laughs file expands aliases into gigabytes), and a message
+shows at most a short prefix of a value. Floats may be written as a user types them (`1e-4`, `3E-3`; YAML 1.1
+reads those as strings), and non-finite numbers (`.inf`, `.nan`) are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -22,6 +29,36 @@ from foldtrain.config.schema import Config, Domain
 
 class ConfigError(ValueError):
     """A config file or override is malformed, names an unknown key, or holds a value outside its domain."""
+
+
+MAX_FILE_BYTES = 256 * 1024
+MAX_OVERRIDE_BYTES = 16 * 1024
+SHOWN = 80  # characters of a value a message shows
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to a short prefix: a message must never echo a huge value back."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}... ({len(text)} characters)"
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load without aliases, and with floats in exponent form (`1e-4`) read as floats."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"YAML aliases (*{event.anchor}) are not accepted in a config: write the value out")
+        return super().compose_node(parent, index)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader without aliases
 
 
 def sections() -> dict[str, type]:
@@ -53,42 +90,49 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     allowed = _allowed(hint)
     if isinstance(value, bool) and bool not in allowed:
         raise ConfigError(f"config key {name!r} takes {_describe(allowed)}, got the boolean {value!r}")
+    numbers = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise ConfigError(f"config key {name!r} takes a finite number, got {shown(value)}")
     if isinstance(value, tuple):
         value = list(value)
     if isinstance(value, allowed):
         return value
     if float in allowed and isinstance(value, int):
         return float(value)
-    raise ConfigError(f"config key {name!r} takes {_describe(allowed)}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"config key {name!r} takes {_describe(allowed)}, got {shown(value)} ({type(value).__name__})")
 
 
 def _merge(target: dict[str, dict[str, Any]], updates: Any, origin: str) -> None:
     known = sections()
     if not isinstance(updates, dict):
-        raise ConfigError(f"{origin}: expected a mapping of sections ({', '.join(known)}), got {updates!r}")
+        raise ConfigError(f"{origin}: expected a mapping of sections ({', '.join(known)}), got {shown(updates)}")
     for section, values in updates.items():
         if section not in known:
-            raise ConfigError(f"{origin}: unknown config section {section!r}; known: {', '.join(known)}")
+            raise ConfigError(f"{origin}: unknown config section {shown(section)}; known: {', '.join(known)}")
         if not isinstance(values, dict):
-            raise ConfigError(f"{origin}: section {section!r} must be a mapping of keys, got {values!r}")
+            raise ConfigError(f"{origin}: section {section!r} must be a mapping of keys, got {shown(values)}")
         hints = typing.get_type_hints(known[section])
         for name, value in values.items():
             if name not in hints:
-                raise ConfigError(f"{origin}: unknown config key '{section}.{name}'; keys of {section!r}: "
+                raise ConfigError(f"{origin}: unknown config key {shown(f'{section}.{name}')}; keys of {section!r}: "
                                   f"{', '.join(hints)}")
             target[section][name] = _coerce(f"{section}.{name}", value, hints[name])
 
 
 def parse_override(text: str) -> dict[str, Any]:
     """`section.key=value` (value parsed as YAML) as a nested dict."""
+    if len(text.encode()) > MAX_OVERRIDE_BYTES:
+        raise ConfigError(f"override {shown(text)} is longer than {MAX_OVERRIDE_BYTES} bytes; put it in a --config "
+                          f"file")
     name, sep, raw = text.partition("=")
     if not sep or name.count(".") != 1 or not all(name.split(".")):
-        raise ConfigError(f"override {text!r} is not of the form section.key=value (e.g. train.epochs=10)")
+        raise ConfigError(f"override {shown(text)} is not of the form section.key=value (e.g. train.epochs=10)")
     section, name = name.split(".")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from err
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(f"override {shown(text)}: the value is not valid YAML ({first})") from err
     return {section: {name: value}}
 
 
@@ -98,9 +142,19 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+    except OSError as err:
+        raise ConfigError(f"config file {path} is not readable: {err.strerror}") from err
+    if size > MAX_FILE_BYTES:
+        raise ConfigError(f"config file {path} is {size} bytes, more than a config holds ({MAX_FILE_BYTES}); pass "
+                          f"the right file")
+    try:
+        loaded = _safe_load(path.read_text())
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
-        raise ConfigError(f"config file {path} is not readable YAML: {err}") from err
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"config file {path} is not readable YAML: {first}") from err
     return loaded or {}
 
 
@@ -123,7 +177,7 @@ def validate(cfg: Config) -> None:
         domain: Domain | None = spec.metadata.get("domain")
         problem = domain.error(values[name]) if domain else None
         if problem:
-            raise ConfigError(f"config key {name!r} {problem}, got {values[name]!r}")
+            raise ConfigError(f"config key {name!r} {problem}, got {shown(values[name])}")
     if cfg.aug.cutmix + cfg.aug.mixup > 1.0:
         raise ConfigError(f"aug.cutmix + aug.mixup must not exceed 1 (they are exclusive events per batch), got "
                           f"{cfg.aug.cutmix} + {cfg.aug.mixup}")

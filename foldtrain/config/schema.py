@@ -23,6 +23,13 @@ AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0")
 PARALLEL = ("ddp", "folds")
 TTA = ("none", "hflip", "vflip", "flips", "d4")
 MIN_IMAGE_SIDE = 8
+# Upper bounds where a larger value is a typo, not a recipe: each would otherwise reach an allocation (a 100000 px
+# side asks the image cache for terabytes) or a loop long before it could fail with a clear message.
+MAX_IMAGE_SIDE = 4096
+MAX_BATCH = 8192
+MAX_WORKERS = 256
+MAX_EPOCHS = 10000
+MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
@@ -64,21 +71,22 @@ def one_of(options: Sequence[str]) -> Domain:
 def _image_size(value: Any) -> bool:
     sides = [value] if isinstance(value, int) else value
     return (len(sides) in (1, 2) if isinstance(value, int) else len(sides) == 2) and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= MIN_IMAGE_SIDE for s in sides)
+        isinstance(s, int) and not isinstance(s, bool) and MIN_IMAGE_SIDE <= s <= MAX_IMAGE_SIDE for s in sides)
 
 
-IMAGE_SIZE = Domain(f"an int or [height, width] of at least {MIN_IMAGE_SIDE} px each", _image_size)
+IMAGE_SIZE = Domain(f"an int or [height, width] of {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE} px each", _image_size)
 AGE_BINS = Domain("two increasing ages such as [30, 60]",
-                  lambda v: len(v) == 2 and all(isinstance(a, int) and a >= 0 for a in v) and v[0] < v[1])
-MARGINS = Domain("four non-negative ints [left, top, right, bottom]",
-                 lambda v: len(v) == 4 and all(isinstance(m, int) and m >= 0 for m in v))
+                  lambda v: len(v) == 2 and all(isinstance(a, int) and 0 <= a <= 200 for a in v) and v[0] < v[1])
+MARGINS = Domain(f"four ints [left, top, right, bottom] in 0..{MAX_IMAGE_SIDE}",
+                 lambda v: len(v) == 4 and all(isinstance(m, int) and 0 <= m <= MAX_IMAGE_SIDE for m in v))
 AUTO_AUGMENT = Domain(f"a timm policy string starting with {', '.join(AUTO_AUGMENT_PREFIXES)} (e.g. rand-m9-mstd0.5)",
                       lambda v: v.startswith(AUTO_AUGMENT_PREFIXES))
 FOLD_LIST = Domain("a non-empty list of distinct fold numbers",
-                   lambda v: len(v) > 0 and len(set(map(str, v))) == len(v)
+                   lambda v: 0 < len(v) <= MAX_FOLDS and len(set(map(str, v))) == len(v)
                    and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in v))
-FOLDER_NAME = Domain("a folder name (no '/', not '.' or '..')",
-                     lambda v: bool(v) and "/" not in v and "\\" not in v and v not in (".", ".."))
+FOLDER_NAME = Domain("a folder name of at most 200 characters (no '/', not '.' or '..')",
+                     lambda v: bool(v) and len(v.encode()) <= 200 and "/" not in v and "\\" not in v
+                     and v not in (".", "..") and "\0" not in v)
 NON_EMPTY = Domain("a non-empty string", lambda v: bool(v.strip()))
 PROBABILITY = number(0, 1)
 PROBABILITY_BELOW_ONE = number(0, 1, high_open=True)
@@ -103,7 +111,7 @@ class DataConfig:
     face_crop: bool = key(False, "train and predict on MTCNN face crops (see the facecrop section)")
     cache_dir: str | None = key(None, "decoded image and face-crop caches (null: run.dir/.cache)")
     num_workers: int = key(-1, "loader workers per process (-1: none on CPU, cores per process - 1 on GPU)",
-                           number(-1))
+                           number(-1, MAX_WORKERS))
     age_bins: list[int] = key([30, 60], "age group cut points of the competition layout", AGE_BINS)
     label_fixes: str | None = key(None, "CSV id,fix (to_male, to_female, swap_incorrect_normal)")
     normalize: str = key("model", "model (timm's mean/std), imagenet, or dataset (measured on each fold's training "
@@ -116,9 +124,10 @@ class FaceCropConfig:
     margins: list[int] = key([30, 60, 30, 30], "pixels added around the face box: left, top, right, bottom",
                              MARGINS)
     scale_margins: bool = key(False, "scale the margins by face width / 150 px")
-    detect_size: int | None = key(256, "longer side of the copy MTCNN sees (null: full size)", number(32))
+    detect_size: int | None = key(256, "longer side of the copy MTCNN sees (null: full size)",
+                                  number(32, MAX_IMAGE_SIDE))
     min_prob: float = key(0.9, "detections below this confidence count as misses", PROBABILITY)
-    fallback_scale: float = key(1.2, "crop of a photo without a face: this times the mean face crop", number(1))
+    fallback_scale: float = key(1.2, "crop of a photo without a face: this times the mean face crop", number(1, 10))
 
 
 @dataclass(frozen=True)
@@ -135,22 +144,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = key(10, "epochs per fold", AT_LEAST_1)
-    batch_size: int = key(32, "images per process and step", AT_LEAST_1)
-    lr: float = key(0.003, "peak learning rate", POSITIVE)
-    weight_decay: float = key(0.0001, "decoupled weight decay (not on norms and biases)", AT_LEAST_0)
+    epochs: int = key(10, "epochs per fold", number(1, MAX_EPOCHS))
+    batch_size: int = key(32, "images per process and step", number(1, MAX_BATCH))
+    lr: float = key(0.003, "peak learning rate", number(0, 10, low_open=True))
+    weight_decay: float = key(0.0001, "decoupled weight decay (not on norms and biases)", number(0, 10))
     optimizer: str = key("adamw", "any timm optimizer name (adamw, adam, radam, sgd, lamb, ...)", NON_EMPTY)
     scheduler: str = key("cosine", "cosine, cosine_restarts, onecycle, step or none", one_of(SCHEDULERS))
-    warmup_epochs: int = key(1, "linear warm-up epochs", AT_LEAST_0)
-    t0: int = key(5, "restart period in epochs of cosine_restarts", AT_LEAST_1)
-    max_lr: float | None = key(None, "peak of onecycle (null: train.lr)", POSITIVE)
-    grad_accum: int = key(1, "batches per optimizer update", AT_LEAST_1)
+    warmup_epochs: int = key(1, "linear warm-up epochs", number(0, MAX_EPOCHS))
+    t0: int = key(5, "restart period in epochs of cosine_restarts", number(1, MAX_EPOCHS))
+    max_lr: float | None = key(None, "peak of onecycle (null: train.lr)", number(0, 10, low_open=True))
+    grad_accum: int = key(1, "batches per optimizer update", number(1, MAX_BATCH))
     clip_grad: float | None = key(None, "max gradient norm (null: off)", POSITIVE)
     loss: str = key("ce", "ce, focal, f1 (soft macro F1) or ce+f1", one_of(LOSSES))
     label_smoothing: float = key(0.0, "label smoothing", PROBABILITY_BELOW_ONE)
     class_weights: str = key("balanced", "none, or balanced: n / (k * count) per class (per head for three heads)",
                              one_of(CLASS_WEIGHTS))
-    early_stopping: int = key(0, "patience in epochs on validation macro F1 (0: off)", AT_LEAST_0)
+    early_stopping: int = key(0, "patience in epochs on validation macro F1 (0: off)", number(0, MAX_EPOCHS))
     checkpoint: str = key("last", "the weights each fold keeps: last, best (validation F1), or honest (the "
                           "other folds' median best epoch)", one_of(CHECKPOINTS))
     save_above: float | None = key(None, "also keep every epoch's weights at or above this validation F1",
@@ -158,7 +167,7 @@ class TrainConfig:
     ema: float = key(0.0, "EMA decay of the weights (0: off, e.g. 0.999)", PROBABILITY_BELOW_ONE)
     compile: bool = key(False, "torch.compile the model")
     gradcam: int = key(0, "draw a Grad-CAM grid of this many of each fold's worst out-of-fold images (0: off)",
-                       AT_LEAST_0)
+                       number(0, 1000))
     resume: bool = key(False, "continue an interrupted run in its folder")
     seed: int = key(42, "training seed (+ fold number)", AT_LEAST_0)
 
@@ -178,7 +187,7 @@ class AugConfig:
 
 @dataclass(frozen=True)
 class CVConfig:
-    folds: int = key(5, "k", number(2))
+    folds: int = key(5, "k", number(2, MAX_FOLDS))
     seed: int = key(42, "split seed", AT_LEAST_0)
     only: list[int] | None = key(None, "train only these folds, e.g. [0, 2]", FOLD_LIST)
     parallel: str = key("ddp", "ddp (processes train each fold together) or folds (one fold per process)",

@@ -9,9 +9,11 @@ overwritten anywhere after it was built is rebuilt instead of silently training 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +23,7 @@ from PIL import Image
 
 from foldtrain.cpus import available_cores
 from foldtrain.data.images import ImageReadError, load_rgb
-from foldtrain.files import atomic_path, fingerprint, write_json
+from foldtrain.files import StorageError, atomic_path, fingerprint, write_json
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: a CRC-32 per row in the .json beside the cache
@@ -49,6 +51,7 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
         return target
     if target.exists():
         log.warning("decoded image cache %s is damaged; rebuilding it", target)
+    check_room(cache_dir, len(paths) * size_hw[0] * size_hw[1] * 3)
     with atomic_path(target, suffix=".npy") as tmp:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size_hw, 3))
         _reserve(tmp)
@@ -71,6 +74,19 @@ def build_cache(paths: list[Path], size_hw: tuple[int, int], cache_dir: str | Pa
         write_json(target.with_suffix(".json"), {"count": len(paths), "size_hw": list(size_hw),
                                                  "crc32": _row_crcs(open_cache(tmp), range(len(paths)), threads)})
     return target
+
+
+def check_room(folder: Path, needed: int) -> None:
+    """Fail before writing anything when the cache cannot fit on its disk, naming the size it needs.
+
+    Raises:
+        StorageError: with the bytes needed and free, and what to do.
+    """
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise StorageError(errno.ENOSPC, f"the decoded image cache needs {needed / 2**30:.1f} GiB in {folder} but "
+                                         f"{free / 2**30:.1f} GiB are free: lower data.image_size, free disk space, "
+                                         f"or point data.cache_dir at a larger disk")
 
 
 def _reserve(path: Path) -> None:
