@@ -49,7 +49,8 @@ def source_root(cfg: Config, root: Path, fallback: dict | None = None) -> Path:
     from foldtrain.facecrop import ensure_face_crops  # the face-crop tool: loaded only when asked for
     from foldtrain.facecrop.settings import from_config
 
-    cropped = ensure_face_crops(root, from_config(cfg.facecrop), cache_root(cfg) / "faces", fallback=fallback)
+    cropped = ensure_face_crops(root, from_config(cfg.facecrop), cache_root(cfg) / "faces", fallback=fallback,
+                                follow_symlinks=cfg.data.follow_symlinks)
     log.info("using face crops of %s in %s", root, cropped)
     return cropped
 

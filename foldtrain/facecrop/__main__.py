@@ -12,11 +12,13 @@ import sys
 
 import torch
 
-from foldtrain.config import build_config
+from foldtrain.config import ConfigError, build_config
+from foldtrain.data.paths import PathEscapeError
 from foldtrain.facecrop.crop import crop_faces
 from foldtrain.facecrop.settings import CropSettings, FaceCropError, from_config
 from foldtrain.facecrop.tree import check_roots
 from foldtrain.files import StorageError
+from foldtrain.user_error import UserError
 
 
 def parse_margins(text: str) -> list[int]:
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--batch-size", type=int, default=16, help="images per MTCNN call")
     parser.add_argument("--force", action="store_true", help="redo crops that already exist")
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="accept links that lead outside --src (refused by default, as data.follow_symlinks)")
     parser.add_argument("--margins", type=parse_margins, metavar="L,T,R,B",
                         help="pixels added around the face (facecrop.margins, default 30,60,30,30)")
     parser.add_argument("--scale-margins", action="store_const", const=True,
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_roots(args.src, args.dst)
         settings = settings_from(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (UserError, ConfigError) as err:
         parser.error(str(err))
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available (use auto or cpu)")
@@ -81,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     state = PartialState(cpu=args.device == "cpu" or not torch.cuda.is_available())
     try:
         crop_faces(args.src, args.dst, settings, device=args.device, batch_size=args.batch_size, force=args.force,
-                   state=state)
-    except (FaceCropError, StorageError) as err:
+                   state=state, follow_symlinks=args.follow_symlinks)
+    except (FaceCropError, StorageError, PathEscapeError, UserError) as err:
         if state.is_main_process:
             print(f"facecrop: error: {err}", file=sys.stderr)
         return 1

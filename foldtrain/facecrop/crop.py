@@ -44,7 +44,8 @@ log = logging.getLogger("foldtrain.facecrop")
 
 
 def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None = None, device: str = "auto",
-               batch_size: int = 16, force: bool = False, state=None, fallback: dict | None = None) -> pd.DataFrame:
+               batch_size: int = 16, force: bool = False, state=None, fallback: dict | None = None,
+               follow_symlinks: bool = False) -> pd.DataFrame:
     """Crop the face of every image under `src` into the same relative path under `dst`; copy every other file.
 
     Images already cropped by an earlier run with the same settings (listed in `dst/facecrop.csv` and present) are
@@ -60,6 +61,7 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
         force: redo every crop and copy.
         state: an `accelerate.PartialState`; every process must call this together, each crops every W-th image.
         fallback: the crop of images without a face (`geometry.fallback_of`); default: learnt from these images.
+        follow_symlinks: accept links leading outside `src` (`data.follow_symlinks`); refused otherwise.
 
     Returns:
         The report of all images, sorted by path: `path, detected, prob, x1, y1, x2, y2` (crop box in source pixels).
@@ -73,7 +75,7 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
     src, dst = check_roots(src, dst)
     rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
     is_main = rank == 0
-    images, others = walk_source(src, skip=dst)
+    images, others = walk_source(src, skip=dst, follow_symlinks=follow_symlinks)
     kept = pd.DataFrame(columns=REPORT_COLUMNS) if force else kept_rows(dst, settings, images)
     done = set(kept["path"])
     mine = [path for path in images if path not in done][rank::world]
@@ -105,21 +107,21 @@ def crop_faces(src: str | Path, dst: str | Path, settings: CropSettings | None =
 
 
 def crop_cache_dir(src: str | Path, settings: CropSettings, cache_root: str | Path,
-                   fallback: dict | None = None) -> Path:
+                   fallback: dict | None = None, follow_symlinks: bool = False) -> Path:
     """The folder under `cache_root` that holds the crops of `src` for `settings`.
 
     Its name hashes the resolved source path, every visible source file (relative path, size, mtime) and the
     settings, so a changed image, table or setting gets a fresh folder instead of stale crops.
     """
     src, cache_root = Path(src).resolve(), Path(cache_root).resolve()
-    images, others = walk_source(src, skip=cache_root)
+    images, others = walk_source(src, skip=cache_root, follow_symlinks=follow_symlinks)
     extra = [FORMAT_VERSION, str(src), asdict(settings)] + ([fallback] if fallback is not None else [])
     key = fingerprint((src / rel for rel in sorted(images + others)), extra, 16)
     return cache_root / f"facecrop-{key}"
 
 
 def ensure_face_crops(src: str | Path, settings: CropSettings, cache_root: str | Path, state=None,
-                      fallback: dict | None = None) -> Path:
+                      fallback: dict | None = None, follow_symlinks: bool = False) -> Path:
     """The crop folder of `src` (`crop_cache_dir`), built first when it lacks a completion marker.
 
     Without `state` the calling process does all the work: call it inside `accelerator.main_process_first()` so the
@@ -129,9 +131,9 @@ def ensure_face_crops(src: str | Path, settings: CropSettings, cache_root: str |
     Raises:
         FaceCropError: some source images are unreadable (the folder keeps the others but is not marked complete).
     """
-    target = crop_cache_dir(src, settings, cache_root, fallback)
+    target = crop_cache_dir(src, settings, cache_root, fallback, follow_symlinks)
     if not is_complete(target):
-        crop_faces(src, target, settings, state=state, fallback=fallback)
+        crop_faces(src, target, settings, state=state, fallback=fallback, follow_symlinks=follow_symlinks)
     return target
 
 

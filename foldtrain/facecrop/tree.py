@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from foldtrain.data.images import ImageReadError, is_image_file, load_rgb
+from foldtrain.data.paths import PathEscapeError
 from foldtrain.facecrop.geometry import typed
 from foldtrain.facecrop.settings import (
     FORMAT_VERSION,
@@ -50,25 +51,73 @@ def check_roots(src: str | Path, dst: str | Path) -> tuple[Path, Path]:
     return src, dst
 
 
-def walk_source(src: Path, skip: Path | None = None) -> tuple[list[str], list[str]]:
-    """Relative posix paths of the image files and of the other files under `src`, each sorted.
+# The only other files a crop run copies beside its crops: the tables a data set's layout reads (train.csv,
+# info.csv, a csv table). Anything else (notes, archives, keys) stays where it is.
+COPIED_SUFFIXES = (".csv",)
+
+
+def walk_source(src: Path, skip: Path | None = None, follow_symlinks: bool = False) -> tuple[list[str], list[str]]:
+    """Relative posix paths of the image files and of the tables (`COPIED_SUFFIXES`) under `src`, each sorted.
 
     Hidden files and folders (macOS `._*` forks, `.ipynb_checkpoints`) are never data; `skip` (the output folder
-    when it lies inside `src`) is not entered, so a rerun does not crop its own crops.
+    when it lies inside `src`) is not entered, so a rerun does not crop its own crops. Links are held to the rule
+    of tables' paths: a file or folder link that leads outside `src` is refused (unless `follow_symlinks`), a
+    dangling link is refused, and a folder reached twice (a link loop) is walked once, with a warning.
+
+    Raises:
+        PathEscapeError: a link leads outside `src`, naming it.
+        UserError: a dangling link, naming it.
     """
-    images, others = [], []
+    images, others, ignored = [], [], []
+    seen: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(src, followlinks=True):
         base = Path(folder)
+        stat = os.stat(base)
+        if (stat.st_dev, stat.st_ino) in seen:
+            log.warning("facecrop: %s leads back to a folder already walked (a link loop); walked once", base)
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or base / d != skip))
+        for name in dirs:
+            confined(base / name, src, follow_symlinks)
         for name in files:
             if name.startswith("."):
                 continue
-            rel = (base / name).relative_to(src).as_posix()
+            path = confined(base / name, src, follow_symlinks)
+            rel = path.relative_to(src).as_posix()
             if is_image_file(name):
                 images.append(rel)
-            elif rel not in (REPORT_NAME, META_NAME):  # a previous output used as source: its report is not data
+            elif rel in (REPORT_NAME, META_NAME):  # a previous output used as source: its report is not data
+                continue
+            elif path.suffix.lower() in COPIED_SUFFIXES:
                 others.append(rel)
+            else:
+                ignored.append(rel)
+    if ignored:
+        log.info("facecrop: %d file(s) that are neither images nor tables stay behind (e.g. %s)", len(ignored),
+                 ignored[0])
     return sorted(images), sorted(others)
+
+
+def confined(path: Path, root: Path, follow_symlinks: bool) -> Path:
+    """`path`, checked: not a dangling link, and inside `root` once resolved unless `follow_symlinks`.
+
+    Raises:
+        UserError: a dangling link or a link that cannot be resolved (a loop), naming it.
+        PathEscapeError: a link leading outside `root`.
+    """
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError) as err:
+            raise UserError(f"{path} is a broken link ({type(err).__name__}: points to {os.readlink(path)}); "
+                            f"remove it or make it point at a file") from err
+        if not follow_symlinks and not target.is_relative_to(root.resolve()):
+            raise PathEscapeError(f"{path} is a link leading outside {root} (to {target}); copy what it points at "
+                                  f"into the data set, or allow it with data.follow_symlinks=true "
+                                  f"(--follow-symlinks)")
+    return path
 def write_crops(src: Path, dst: Path, rows: pd.DataFrame, threads: int = 1) -> list[str]:
     """Pass 2: cut and save each row's crop under `dst`; returns an error message per image that failed."""
 

@@ -264,3 +264,49 @@ def test_two_processes_split_the_work_and_agree_with_one(raw_root, cropped, tmp_
     assert (two["detected"] == one["detected"]).all()
     # Batches differ between the runs, so float rounding may move an edge by a pixel.
     assert (two[["x1", "y1", "x2", "y2"]] - one[["x1", "y1", "x2", "y2"]]).abs().to_numpy().max() <= 2
+
+
+@pytest.mark.parametrize("plant, named", [
+    ("secret.txt", "secret.csv"),  # a table-like link to a file outside the source
+    ("etc", "etc"),  # a folder link leading outside
+    ("outside.png", "outside.png"),  # an image linked from outside: would become a regular file in the crops
+])
+def test_links_out_of_the_source_are_refused_and_nothing_is_copied_through_them(tmp_path, plant: str, named: str):
+    src = tmp_path / "raw"
+    (src / "images").mkdir(parents=True)
+    flat_photo(3).save(src / "images" / "mask1.png")
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (outside / "secret").write_text("password\n")
+    flat_photo(4).save(outside / "inner" / "photo.png")
+    flat_photo(5).save(outside / "photo.png")
+    link = {"secret.txt": (src / "images" / "secret.csv", outside / "secret"),
+            "etc": (src / "images" / "etc", outside / "inner"),
+            "outside.png": (src / "images" / "outside.png", outside / "photo.png")}[plant]
+    link[0].symlink_to(link[1])
+    dst = tmp_path / "faces"
+    proc = run_module("foldtrain.facecrop", ["--src", str(src), "--dst", str(dst)], cwd=REPO, timeout=240)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(error) == 1 and named in error[0] and "outside" in error[0] and "follow" in error[0]
+    copied = [p for p in dst.rglob("*") if p.is_file()] if dst.exists() else []
+    assert not any("password" in p.read_text(errors="ignore") for p in copied)
+    assert not any(p.name in ("photo.png", "outside.png", "secret.csv") for p in copied)
+
+
+def test_dangling_links_and_loops_get_one_line(tmp_path):
+    src = tmp_path / "raw"
+    (src / "images").mkdir(parents=True)
+    flat_photo(3).save(src / "images" / "mask1.png")
+    (src / "images" / "again").symlink_to(src / "images", target_is_directory=True)  # a loop inside the source
+    (src / "notes.txt").write_text("not data")
+    dst = tmp_path / "faces"
+    proc = run_module("foldtrain.facecrop", ["--src", str(src), "--dst", str(dst)], cwd=REPO, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "link loop" in proc.stdout + proc.stderr and (dst / "images" / "mask1.png").is_file()
+    assert not (dst / "notes.txt").exists() and "neither images nor tables" in proc.stdout + proc.stderr
+    (src / "images" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    proc = run_module("foldtrain.facecrop", ["--src", str(src), "--dst", str(dst)], cwd=REPO, timeout=240)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(error) == 1 and "gone.jpg is a broken link" in error[0]
