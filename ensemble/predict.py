@@ -21,6 +21,7 @@ from foldtrain.config import Config, build_config
 from foldtrain.config.schema import TTA, RunConfig
 from foldtrain.cpus import keep_freed_memory
 from foldtrain.data.eval_set import eval_loader
+from foldtrain.data.images import set_pixel_budget
 from foldtrain.errors import EXPECTED
 from foldtrain.files import write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble, run_fold_models
@@ -32,8 +33,10 @@ log = logging.getLogger("ensemble")
 
 
 def run_config(folder: RunFolder) -> Config:
-    """The config a run was trained with."""
-    return build_config([folder.config_file])
+    """The config a run was trained with; its `data.max_pixels` bounds every decode of this process."""
+    cfg = build_config([folder.config_file])
+    set_pixel_budget(cfg.data.max_pixels)
+    return cfg
 
 
 def run_scores(folder: RunFolder, data_dir: Path | None, tta: str, *, batch_size: int = 64, workers: int | None = None,

@@ -90,6 +90,7 @@ def train(cfg: Config, status: Status) -> int:
     from foldtrain.config import dump
     from foldtrain.config.ignored import ignored_settings
     from foldtrain.cpus import keep_freed_memory, use_all_cores
+    from foldtrain.data.images import set_pixel_budget
     from foldtrain.data.prepare import prepare_data
     from foldtrain.files import write_json, write_text
     from foldtrain.model.heads import resolve_heads
@@ -101,6 +102,7 @@ def train(cfg: Config, status: Status) -> int:
 
     started = time.perf_counter()
     keep_freed_memory()
+    set_pixel_budget(cfg.data.max_pixels)
     # gloo DDP on machines without CUDA: Accelerate otherwise expects a GPU per process.
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=cfg.train.grad_accum)
     status.rank = accelerator.process_index

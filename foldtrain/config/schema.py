@@ -117,6 +117,8 @@ class DataConfig:
     normalize: str = key("model", "model (timm's mean/std), imagenet, or dataset (measured on each fold's training "
                          "images)", one_of(NORMALIZATIONS))
     follow_symlinks: bool = key(False, "accept image symlinks that point outside data.root")
+    max_pixels: int = key(40_000_000, "largest width x height an image may have before it is decoded (training, "
+                          "prediction, the served model, face crops)", number(10_000, 1_000_000_000))
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class MLflowConfig:
                                        NON_EMPTY)
     model_tta: str = key("hflip", "TTA views of the logged model: none, hflip, vflip, flips, d4", one_of(TTA))
     system_metrics: bool = key(False, "log CPU, memory, disk, network and GPU use (a node id per machine)")
+    model_max_rows: int = key(256, "rows the served model takes per request (a larger frame is refused)",
+                              number(1, 100_000))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,31 @@ class ImageReadError(RuntimeError):
     """An image file is missing or cannot be decoded; the message names the file."""
 
 
+# Pixels an image may have before it is decoded: a 17 KB 1-bit PNG of 12000x12000 decodes to 432 MB of RGB (and
+# more on the way), under PIL's own bomb limit. Photos of this kind of data set are 384x512 (0.2 Mpx); a phone
+# photo is about 12 Mpx. `data.max_pixels` sets it for a run, its prediction and its served model.
+DEFAULT_PIXEL_BUDGET = 40_000_000
+_pixel_budget = DEFAULT_PIXEL_BUDGET
+
+
+def set_pixel_budget(pixels: int) -> None:
+    """The largest width x height any decode in this process accepts (`data.max_pixels`)."""
+    global _pixel_budget
+    _pixel_budget = int(pixels)
+
+
+def check_pixels(img: Image.Image, label: str) -> None:
+    """Refuse an opened (not yet decoded) image above the pixel budget, naming it.
+
+    Raises:
+        ImageReadError: with its size, the budget and what to do.
+    """
+    width, height = img.size
+    if width * height > _pixel_budget:
+        raise ImageReadError(f"image {label} is {width}x{height} ({width * height / 1e6:.0f} Mpx), above the "
+                             f"{_pixel_budget / 1e6:.0f} Mpx decode budget: shrink it, or raise data.max_pixels")
+
+
 def is_image_file(path: str | Path) -> bool:
     """True for a visible file with an image suffix.
 
@@ -57,6 +82,7 @@ def load_rgb(source: str | Path | bytes, draft_size: tuple[int, int] | None = No
         raise ImageReadError(f"image not found: {source} (check data.root and the table that lists it)")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            check_pixels(img, label)  # the header is read, nothing decoded yet
             if draft_size is not None and img.format == "JPEG":
                 img.draft(img.mode, draft_size)  # DCT scaling only; the mode stays as stored
             img.load()

@@ -13,6 +13,7 @@ import sys
 import torch
 
 from foldtrain.config import ConfigError, build_config
+from foldtrain.data.images import set_pixel_budget
 from foldtrain.data.paths import PathEscapeError
 from foldtrain.facecrop.crop import crop_faces
 from foldtrain.facecrop.settings import CropSettings, FaceCropError, from_config
@@ -64,7 +65,9 @@ def settings_from(args: argparse.Namespace) -> CropSettings:
              "detect_size": None if args.detect_size == 0 else args.detect_size}
     overrides = [f"facecrop.{k}={json.dumps(v)}" for k, v in flags.items()
                  if v is not None or (k == "detect_size" and args.detect_size == 0)]
-    return from_config(build_config(args.config, overrides).facecrop)
+    cfg = build_config(args.config, overrides)
+    set_pixel_budget(cfg.data.max_pixels)
+    return from_config(cfg.facecrop)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,8 @@ def stage_artifacts(cfg: Config, folder: RunFolder, folds: list[int], dest: Path
     (dest / CONFIG).write_text(dump(cfg))
     face_crop = crop_geometry(cfg) | {"fallback": folder.face_fallback()} if cfg.data.face_crop else None
     (dest / served_model.SETTINGS).write_text(json.dumps({"tta": cfg.mlflow.model_tta, "folds": files,
-                                                          "face_crop": face_crop}))
+                                                          "face_crop": face_crop, "max_pixels": cfg.data.max_pixels,
+                                                          "max_rows": cfg.mlflow.model_max_rows}))
     return dest
 
 

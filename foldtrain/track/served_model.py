@@ -19,7 +19,7 @@ import torch
 from mlflow.pyfunc import PythonModel
 
 from foldtrain.data.eval_set import input_view
-from foldtrain.data.images import ImageReadError
+from foldtrain.data.images import DEFAULT_PIXEL_BUDGET, ImageReadError, set_pixel_budget
 from foldtrain.model.fold_ensemble import FoldEnsemble, FoldModel
 from foldtrain.model.weights import read_metadata
 
@@ -57,23 +57,32 @@ class FoldEnsemblePyfunc(PythonModel):
         folder = Path(context.artifacts["ensemble"])
         self.ensemble, settings = load_ensemble(folder)
         self.crop = settings.get("face_crop")
+        self.max_rows = int(settings.get("max_rows", 256))
+        set_pixel_budget(int(settings.get("max_pixels", DEFAULT_PIXEL_BUDGET)))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if "image" not in model_input.columns:
             raise ValueError("the input needs a column 'image' of base64-encoded image files")
+        if len(model_input) > self.max_rows:
+            raise ValueError(f"{len(model_input)} rows in one request; this model takes at most {self.max_rows} "
+                             f"(mlflow.model_max_rows): send smaller batches")
+        if len(model_input) == 0:
+            return self.answer(np.zeros((0, len(self.ensemble.classes))))
         files = decode_column(model_input["image"])
-        if self.crop is not None:
-            from foldtrain.facecrop.single import crop_images  # MTCNN, only for runs trained on face crops
+        try:
+            if self.crop is not None:
+                from foldtrain.facecrop.single import crop_images  # MTCNN, only for runs trained on face crops
 
-            files = crop_images(files, self.crop)
-        tensors = []
-        for row, data in enumerate(files):
-            try:
-                tensors.append(input_view(data, self.ensemble.size_hw, name=f"row {row} of column 'image'"))
-            except ImageReadError as err:
-                raise ValueError(str(err)) from err
+                files = crop_images(files, self.crop)
+            tensors = [input_view(data, self.ensemble.size_hw, name=f"row {row} of column 'image'")
+                       for row, data in enumerate(files)]
+        except ImageReadError as err:  # a bad or oversized image is the caller's input error
+            raise ValueError(str(err)) from err
         scores = torch.cat([self.ensemble(torch.stack(tensors[i:i + BATCH])) for i in range(0, len(tensors), BATCH)])
-        probs = torch.softmax(scores.double(), dim=1).numpy()
+        return self.answer(torch.softmax(scores.double(), dim=1).numpy())
+
+    def answer(self, probs: np.ndarray) -> pd.DataFrame:
+        """`class`, `label` and `prob_<i>` of each row's class probabilities."""
         classes = self.ensemble.classes
         frame = pd.DataFrame({"class": probs.argmax(1).astype(np.int64)})
         frame["label"] = [classes[i] for i in frame["class"]]

@@ -100,3 +100,23 @@ def test_bytes_decode_like_the_file(tmp_path: Path):
     assert (np.asarray(load_rgb(path.read_bytes())) == rgb(path)).all()
     with pytest.raises(ImageReadError, match="upload.jpg"):
         load_rgb(b"not an image", name="upload.jpg")
+
+
+def test_an_image_above_the_pixel_budget_is_refused_before_it_is_decoded(tmp_path):
+    import resource
+
+    from foldtrain.data.images import DEFAULT_PIXEL_BUDGET, set_pixel_budget
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb, optimize=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageReadError, match=r"bomb.png is 12000x12000 \(144 Mpx\), above the 40 Mpx"):
+        load_rgb(bomb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: nothing was decoded
+    set_pixel_budget(1000)
+    try:
+        Image.new("RGB", (40, 40)).save(tmp_path / "small.png")
+        with pytest.raises(ImageReadError, match="data.max_pixels"):
+            load_rgb(tmp_path / "small.png")
+    finally:
+        set_pixel_budget(DEFAULT_PIXEL_BUDGET)

@@ -33,7 +33,8 @@ def tracked(demo_root: Path, tmp_path_factory) -> dict:
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
     result = run_main([f"data.root={demo_root}", *TINY, "run.dir=../runs", "run.name=bars",
-                       "mlflow.registered_model=bars-mask", "mlflow.experiment=served"], cwd=work,
+                       "mlflow.registered_model=bars-mask", "mlflow.experiment=served", "mlflow.model_max_rows=100",
+                       "data.max_pixels=20000000"], cwd=work,
                       MLFLOW_TRACKING_URI=uri)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"work": work, "store": store, "uri": uri, "run": work.parent / "runs" / "bars"}
@@ -114,3 +115,41 @@ def test_a_moved_store_still_shows_its_artifacts(tracked: dict, tmp_path: Path):
         assert json.loads(Path(local).read_text())["run_name"] == "bars"
     finally:
         shutil.move(str(tmp_path / "gone"), str(tracked["store"]))
+
+
+def test_the_served_model_bounds_what_one_request_can_cost(tracked: dict, tmp_path: Path):
+    """A 12000x12000 1-bit PNG (a few KB) is refused before it is decoded, a frame above mlflow.model_max_rows is
+    refused, an empty frame gets an empty answer, all in a process that stays small."""
+    from PIL import Image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb, optimize=True)
+    assert bomb.stat().st_size < 100_000
+    code = (
+        "import base64, resource, sys\n"
+        "import mlflow.pyfunc, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model('models:/bars-mask/1')\n"
+        "print('loaded_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "empty = model.predict(pd.DataFrame({'image': pd.Series([], dtype=str)}))\n"
+        "print('empty', len(empty), 'class' in empty.columns)\n"
+        "bomb = base64.b64encode(open(sys.argv[1], 'rb').read()).decode()\n"
+        "for frame in (pd.DataFrame({'image': [bomb]}), pd.DataFrame({'image': ['x'] * 300})):\n"
+        "    try:\n"
+        "        model.predict(frame)\n"
+        "        print('answered')\n"
+        "    except Exception as err:\n"
+        "        print('refused:', str(err).splitlines()[-1][:300])\n"
+        "print('maxrss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(bomb)], cwd=tracked["work"],
+                            env=cli_env(MLFLOW_TRACKING_URI=tracked["uri"]), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "empty 0 True" in lines
+    refusals = [line for line in lines if line.startswith("refused:")]
+    assert len(refusals) == 2, result.stdout
+    assert "12000x12000" in refusals[0] and "above the 20 Mpx decode budget" in refusals[0]
+    assert "300 rows" in refusals[1] and "mlflow.model_max_rows" in refusals[1]
+    # the bomb (432 MB as RGB) was never decoded: the requests add next to nothing to the loaded model's peak
+    loaded = int(next(line for line in lines if line.startswith("loaded_mb")).split()[-1])
+    assert int(lines[-1].split()[-1]) - loaded < 100
