@@ -1,8 +1,10 @@
-"""One writer per run folder: an exclusive OS file lock, held by the main process for the whole run.
+"""One writer per run folder: an exclusive OS lock on the run folder itself, held by the main process for the run.
 
 An OS lock (`flock`) dies with its process, so a killed run never leaves a stale lock behind to block
 `train.resume=true`, while a second start of the same run folder, with or without resume, is refused at once with
-the holder's pid and host. (On network file systems without lock support, use separate run folders per job.)
+the holder's pid and host. The lock is taken on the folder's own descriptor, not on a file in it: deleting the
+`.lock` file (which only tells who holds the lock) cannot let a second writer in. (On network file systems without
+lock support, use separate run folders per job.)
 """
 
 from __future__ import annotations
@@ -24,32 +26,31 @@ class RunLock:
     """The run folder's lock; `acquire` or fail, `release` when the run ends (the OS releases it on death)."""
 
     def __init__(self, folder: Path):
-        self.file = Path(folder) / LOCK_NAME
+        self.folder = Path(folder)
+        self.file = self.folder / LOCK_NAME
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        """Take the lock and write this process's pid and host into it.
+        """Lock the folder and write this process's pid and host into its `.lock` file.
 
         Raises:
             RunFolderError: another process holds it (the message names that process).
         """
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise RunFolderError(f"run folder {self.file.parent} is in use by {describe_holder(self.file)}; "
+                raise RunFolderError(f"run folder {self.folder} is in use by {describe_holder(self.file)}; "
                                      f"wait for that run to end or pick another run.name") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, this_process().encode())
-        os.fsync(fd)
         self._fd = fd
+        self.file.write_text(this_process())
         return self
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            self.file.unlink(missing_ok=True)
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None

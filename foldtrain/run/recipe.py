@@ -7,8 +7,11 @@ run's record would describe neither recipe: such a resume is refused, like a cha
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from foldtrain.config import Config, flatten
-from foldtrain.run.folder import RunFolderError
+from foldtrain.run.folder import EPOCHS_DIR, STATE_DIR, WEIGHTS, RunFolderError
 
 # Settings that change neither the weights nor the split: where caches live, how many workers read them, the resume
 # switch itself, compiling the same graph, and the Grad-CAM pictures drawn after each fold.
@@ -17,21 +20,49 @@ RECIPE_PREFIXES = ("model.", "data.", "facecrop.", "train.", "aug.")
 RECIPE_KEYS = ("cv.folds", "cv.seed", "cv.parallel")
 
 
-def recipe_differences(saved: Config, requested: Config) -> list[str]:
-    """`key: saved -> requested` for each recipe key that differs."""
-    old, new = flatten(saved), flatten(requested)
-    names = [k for k in old if (k.startswith(RECIPE_PREFIXES) and k not in FREE_KEYS) or k in RECIPE_KEYS]
-    return [f"{k}: {old[k]!r} in the run, {new[k]!r} now" for k in names if old[k] != new[k]]
+def recipe_of(cfg: Config) -> dict:
+    """`{key: value}` of every recipe key: what each fold's weights and resume state record, so the recipe
+    survives the loss of config.yaml."""
+    return {k: v for k, v in flatten(cfg).items()
+            if (k.startswith(RECIPE_PREFIXES) and k not in FREE_KEYS) or k in RECIPE_KEYS}
 
 
-def check_same_recipe(saved: Config, requested: Config, config_file: str) -> None:
-    """Refuse a resume whose recipe differs from the run's saved config.
+def recipe_differences(saved: Config | dict, requested: Config) -> list[str]:
+    """`key: saved -> requested` for each recipe key that differs (`saved`: a config or a recorded recipe)."""
+    old = recipe_of(saved) if isinstance(saved, Config) else saved
+    new = recipe_of(requested)
+    return [f"{k}: {old[k]!r} in the run, {new[k]!r} now" for k in new if k in old and old[k] != new[k]]
+
+
+def check_same_recipe(saved: Config | dict, requested: Config, source: str) -> None:
+    """Refuse a resume whose recipe differs from the run's saved config (or the recipe its folds recorded).
 
     Raises:
         RunFolderError: listing each differing key with both values.
     """
     differences = recipe_differences(saved, requested)
     if differences:
-        raise RunFolderError(f"train.resume=true with a recipe that differs from {config_file}: "
-                             f"{'; '.join(differences)}. Resume with the run's own settings (--config "
-                             f"{config_file} train.resume=true) or start a new run.name")
+        raise RunFolderError(f"train.resume=true with a recipe that differs from {source}: "
+                             f"{'; '.join(differences)}. Resume with the run's own settings or start a new run.name")
+
+
+def recorded_recipe(folder: Path) -> tuple[dict, Path] | None:
+    """(the recipe a fold recorded, the file it came from): from the weights metadata or the resume state of any
+    fold, for a run folder whose config.yaml is gone; None when no fold recorded one."""
+    from foldtrain.model.weights import WeightsError, read_metadata
+
+    for weights in sorted(folder.glob(f"*/{WEIGHTS}")) + sorted(folder.glob(f"*/{EPOCHS_DIR}/*.safetensors")):
+        try:
+            recipe = read_metadata(weights).get("recipe")
+        except WeightsError:
+            continue
+        if isinstance(recipe, dict):
+            return recipe, weights
+    for state in sorted(folder.glob(f"*/{STATE_DIR}/{STATE_DIR}.json")):
+        try:
+            recipe = json.loads(state.read_text()).get("recipe")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(recipe, dict):
+            return recipe, state
+    return None

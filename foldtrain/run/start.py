@@ -16,7 +16,7 @@ from foldtrain.config import Config, ConfigError, build_config, replace
 from foldtrain.files import StorageError
 from foldtrain.run.folder import RunFolder, RunFolderError, check_writable
 from foldtrain.run.lock import RunLock
-from foldtrain.run.recipe import check_same_recipe
+from foldtrain.run.recipe import check_same_recipe, recorded_recipe
 
 
 def name_run(cfg: Config, accelerator: Accelerator) -> Config:
@@ -44,6 +44,10 @@ def check_start(cfg: Config, folder: RunFolder) -> None:
         except ConfigError as err:
             raise RunFolderError(f"cannot resume: {err}") from err
         check_same_recipe(saved, cfg, str(config_file))
+    # every fold records the recipe too, so a lost or edited config.yaml cannot let another recipe in
+    recorded = recorded_recipe(folder.path)
+    if recorded is not None:
+        check_same_recipe(recorded[0], cfg, f"the recipe recorded in {recorded[1]}")
 
 
 def claim(cfg: Config, accelerator: Accelerator) -> tuple[Config, RunFolder, RunLock | None]:

@@ -26,6 +26,7 @@ from foldtrain.data.transforms import DeviceNormalize, build_eval_transform, bui
 from foldtrain.model.factory import build_model, freeze_backbone, model_norm
 from foldtrain.model.losses import loss_factory
 from foldtrain.run.process import uninterrupted
+from foldtrain.run.recipe import recipe_of
 from foldtrain.train import metrics
 from foldtrain.train.batch import BatchPrep
 from foldtrain.train.checkpoint import CheckpointPolicy, ValScores
@@ -139,7 +140,7 @@ class FoldFit:
         self.counter = UpdateCounter()
         meta = {"model": cfg.model.name, "num_classes": len(data.classes), "heads": heads.name,
                 "classes": data.classes, "image_size": list(data.size_hw), "mean": list(mean), "std": list(std),
-                "fold": self.spec.fold}
+                "fold": self.spec.fold, "recipe": recipe_of(cfg)}
         # Without validation rows (the all-data fit) there is no epoch to choose: the last weights are the model.
         rule = cfg.train.checkpoint if len(self.spec.val_rows) else "last"
         self.checkpoints = CheckpointPolicy(self.spec.out_dir, rule, cfg.train.save_above, meta)
@@ -205,7 +206,7 @@ class FoldFit:
 
     def shared_state(self, progress: FoldProgress) -> dict:
         scaler = self.s.accelerator.scaler
-        return {"progress": progress.to_dict(), "model": self.net.state_dict(),
+        return {"progress": progress.to_dict(), "recipe": recipe_of(self.cfg), "model": self.net.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": scaler.state_dict() if scaler is not None else None,

@@ -241,3 +241,33 @@ def test_ctrl_c_says_how_to_resume(work):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in err
     assert "interrupted after fold 0 epoch" in err and "train.resume=true" in err
+
+
+def test_a_resume_after_config_yaml_was_deleted_still_keeps_the_recipe(work, interrupted):
+    source, _ = interrupted
+    run = work / "runs" / "no-config"
+    shutil.copytree(source, run)
+    (run / "config.yaml").unlink()
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file())
+    result = run_main(args(work, run.name, "train.epochs=4", "cv.only=[0]", "train.resume=true",
+                           "model.name=resnet18"), cwd=work)
+    one_error_line(result, "model.name: 'resnet10t' in the run, 'resnet18' now", "recorded in")
+    assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()) == before
+
+
+def test_deleting_the_lock_file_during_a_run_lets_no_second_writer_in(work):
+    run = work / "runs" / "locked"
+    first = subprocess.Popen([sys.executable, str(REPO / "foldtrain" / "main.py"),
+                              *args(work, "locked", "train.epochs=6", "cv.only=[0]")], cwd=work, env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 300
+        while not (run / "fold0" / "metrics.csv").exists():
+            assert first.poll() is None and time.time() < deadline, "the first run ended before its first epoch"
+            time.sleep(0.1)
+        (run / ".lock").unlink()
+        second = run_main(args(work, "locked", "train.epochs=6", "cv.only=[0]", "train.resume=true"), cwd=work)
+        one_error_line(second, "is in use by")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)

@@ -25,6 +25,10 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_host(tmp_path: Path
                             timeout=60)
     assert result.returncode == 3
     assert f"pid {os.getpid()} on host {os.uname().nodename}" in result.stdout and "run.name" in result.stdout
+    (tmp_path / ".lock").unlink()  # deleting the file that names the holder lets no second writer in
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+                            timeout=60)
+    assert result.returncode == 3 and "in use by another process" in result.stdout
     holder.release()
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, timeout=60).returncode == 0
 
