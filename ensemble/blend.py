@@ -26,6 +26,7 @@ import pandas as pd
 
 from ensemble import tuning
 from ensemble.blend_tracking import log_blend
+from ensemble.pins import data_root, pin
 from foldtrain.config import Config, build_config
 from foldtrain.errors import EXPECTED
 from foldtrain.files import write_csv, write_json
@@ -113,6 +114,9 @@ def check_shared_folds(runs: list[SourceRun]) -> None:
             a, b = getattr(getattr(first.cfg, section), name), getattr(getattr(other.cfg, section), name)
             if a != b:
                 raise BlendError(f"{pair} split differently: {key} {a} vs {b}")
+        if data_root(first.folder) != data_root(other.folder):
+            raise BlendError(f"{pair} were trained on other data roots: {data_root(first.folder)} vs "
+                             f"{data_root(other.folder)}")
         if first.summary["classes"] != other.summary["classes"]:
             raise BlendError(f"{pair} have other classes: {first.summary['classes']} vs {other.summary['classes']}")
         paths_a, paths_b = set(first.oof["path"]), set(other.oof["path"])
@@ -168,6 +172,7 @@ def blend_runs(runs: list[SourceRun], out: Path, weights: bool = True, biases: b
         "oof_f1_runs": {run.name: tuning.macro_f1(labels, logp.argmax(1), num_classes)
                         for run, logp in zip(runs, logps, strict=True)},
         "oof_f1_equal": tuning.macro_f1(labels, logps.mean(0).argmax(1), num_classes),
+        "pins": {run.name: pin(run.folder) for run in runs},
         "nested_cv_f1": estimate.nested_f1,
         "nested_cv_f1_ci": f1_interval(labels, estimate.nested_preds, runs[0].persons(), num_classes),
         "optimistic_sources": optimistic,

@@ -23,7 +23,7 @@ from foldtrain.cpus import keep_freed_memory
 from foldtrain.data.eval_set import eval_loader
 from foldtrain.data.images import set_pixel_budget
 from foldtrain.errors import EXPECTED
-from foldtrain.files import write_csv
+from foldtrain.files import staged_file, write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble, run_fold_models
 from foldtrain.run.folder import RunFolder, newest_run
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             table, scores, classes = run_scores(folder, args.data, args.tta, batch_size=args.batch_size,
                                                 workers=args.workers, include_full=args.include_full,
                                                 allow_missing=args.allow_missing_folds)
-            write_csv(out, submission(table, scores, classes))
-            log_submission(folder, out, args.tta, args.data)
+            with staged_file(out) as staged:  # MLflow gets the bytes written here, whoever else writes `out`
+                write_csv(staged, submission(table, scores, classes))
+                log_submission(folder, staged, args.tta, args.data)
     except EXPECTED as err:
         print(f"ensemble.predict: error: {err}", file=sys.stderr)
         return 1

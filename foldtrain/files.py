@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,42 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         if err.errno in STORAGE_ERRNOS and not isinstance(err, StorageError):
             raise StorageError(err.errno, describe_storage_error(path, err)) from err
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
+
+
+def discard(tmp: Path) -> None:
+    """Remove a temporary file if it can be: cleaning up after a failure must never replace that failure's error
+    with its own (a read-only folder fails both the write and the removal)."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def staged_file(path: str | Path) -> Iterator[Path]:
+    """`path`'s name in a private folder beside it, moved into place when the block ends.
+
+    Inside the block the staged file can be handed on (an MLflow upload) before it becomes visible at `path`, so
+    what is handed on is the bytes this process wrote, never a file another process put at `path` meanwhile.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    except OSError as err:
+        raise StorageError(err.errno or 0, describe_storage_error(path, err)) from err
+    try:
+        yield folder / path.name
+        os.replace(folder / path.name, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -109,8 +109,23 @@ class RunFolder:
         return summary
 
     def trained_folds(self) -> list[int]:
-        """The folds a finished run trained, from its summary."""
-        return [int(k) for k in self.summary()["folds_trained"]]
+        """The folds a finished run trained, from its summary, checked against the folds finished on disk.
+
+        Raises:
+            RunFolderError: summary.json lacks the list, or lists other folds than those whose result.json says
+                finished (an edited or stale summary would otherwise shrink or pad the ensemble silently).
+        """
+        listed = self.summary().get("folds_trained")
+        if not isinstance(listed, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in listed):
+            raise RunFolderError(f"{self.summary_file} has no valid folds_trained list; it was edited or is not a "
+                                 f"foldtrain summary: continue the run with train.resume=true to write it again")
+        finished = sorted(int(p.parent.name[len("fold"):]) for p in self.path.glob(f"fold*/{RESULT}")
+                          if p.parent.name[len("fold"):].isdigit() and read_json(p, {}).get("finished"))
+        if sorted(listed) != finished:
+            raise RunFolderError(f"{self.summary_file} lists folds {sorted(listed)} but folds {finished} finished on "
+                                 f"disk: the summary was edited or is stale; run the training command again with "
+                                 f"train.resume=true and cv.only listing the folds to keep")
+        return listed
 
 
 def check_writable(folder: Path) -> None:

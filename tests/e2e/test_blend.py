@@ -125,3 +125,91 @@ def test_runs_split_differently_are_refused(runs: dict):
     assert result.returncode == 1 and no_traceback(result)
     assert "split differently: cv.seed 3 vs 4" in result.stderr
     assert not (runs["work"] / "bad" / "blend.json").exists()
+
+
+@pytest.fixture(scope="module")
+def blended(runs: dict) -> Path:
+    out = runs["work"] / "pinned"
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(runs["b"]), "--out", str(out)],
+                        cwd=runs["work"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "blend.json"
+
+
+@pytest.mark.parametrize("tamper, named", [
+    (lambda b: b.update(weights=[1.5, 1.5]), "sum to 3"),
+    (lambda b: b.update(weights=[float("nan"), 1.0]), "finite and non-negative"),
+    (lambda b: b.update(weights=[-0.5, 1.5]), "finite and non-negative"),
+    (lambda b: b.update(weights=["0.5", "0.5"]), "must be numbers"),
+    (lambda b: b.update(weights=[0.0, 0.0]), "sum to 0"),
+    (lambda b: b.update(weights=[1.0]), "2 runs need 2 weights"),
+    (lambda b: b["class_bias"].__setitem__(3, float("inf")), "class_bias must be finite"),
+    (lambda b: b.update(class_bias=[0.0] * 5), "one value per class (18)"),
+    (lambda b: b.pop("pins"), "lacks pins"),
+])
+def test_a_tampered_blend_is_refused_before_anything_runs(runs: dict, blended: Path, tmp_path: Path, tamper,
+                                                           named: str):
+    blend = json.loads(blended.read_text())
+    tamper(blend)
+    bad = tmp_path / "blend.json"
+    bad.write_text(json.dumps(blend))
+    result = run_module("ensemble.predict", ["--blend", str(bad), "--out", str(tmp_path / "sub.csv")],
+                        cwd=runs["work"])
+    assert result.returncode == 1 and no_traceback(result), result.stderr[-2000:]
+    line = [ln for ln in result.stderr.splitlines() if "error:" in ln]
+    assert len(line) == 1 and str(bad) in line[0] and named in line[0], result.stderr[-2000:]
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_a_source_retrained_in_place_is_refused(runs: dict, blended: Path, demo_root: Path, tmp_path: Path):
+    work = runs["work"]
+    copy = work / "runs" / "a-copy"
+    shutil.copytree(runs["a"], copy)
+    out = tmp_path / "blend"
+    assert run_module("ensemble.blend", ["--run", str(copy), "--run", str(runs["b"]), "--out", str(out)],
+                      cwd=work).returncode == 0
+    shutil.rmtree(copy)  # retrained under the same path: other weights (seed 9)
+    retrained = run_main([f"data.root={demo_root}", *TINY, "model.name=resnet10t", "cv.seed=3", "train.seed=9",
+                          "run.name=a-copy", "mlflow.log_model=false", f"mlflow.tracking_uri={runs['uri']}"], cwd=work)
+    assert retrained.returncode == 0, retrained.stderr[-2000:]
+    result = run_module("ensemble.predict", ["--blend", str(out / "blend.json")], cwd=work)
+    assert result.returncode == 1 and no_traceback(result)
+    assert f"run {copy} is not the run" in result.stderr and "fold weights" in result.stderr
+
+
+def test_runs_on_other_data_roots_are_refused(runs: dict, demo_root: Path, tmp_path: Path):
+    twin = tmp_path / "twin"
+    shutil.copytree(demo_root, twin)  # the same file names under another root
+    made = run_main([f"data.root={twin}", *TINY, "model.name=resnet10t", "cv.seed=3", "run.name=twin",
+                     "mlflow.log_model=false", f"mlflow.tracking_uri={runs['uri']}"], cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    result = run_module("ensemble.blend", ["--run", str(runs["a"]), "--run", str(tmp_path / "runs" / "twin"),
+                                           "--out", str(tmp_path / "mixed")], cwd=tmp_path)
+    assert result.returncode == 1 and no_traceback(result) and "other data roots" in result.stderr
+
+
+def test_two_predicts_writing_one_file_each_log_their_own_bytes(runs: dict, tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    work = runs["work"]
+    own = {}
+    for name in ("a", "b"):
+        own[name] = tmp_path / f"{name}.csv"
+        assert run_module("ensemble.predict", ["--run", str(runs[name]), "--out", str(own[name])],
+                          cwd=work).returncode == 0
+    assert own["a"].read_bytes() != own["b"].read_bytes()
+    shared = tmp_path / "shared.csv"
+    procs = [subprocess.Popen([sys.executable, "-m", "ensemble.predict", "--run", str(runs[name]), "--out",
+                               str(shared)], cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for name in ("a", "b")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    client = MlflowClient(tracking_uri=runs["uri"])
+    for name in ("a", "b"):
+        parent = json.loads((runs[name] / "tracking.json").read_text())["parent_id"]
+        logged = Path(client.download_artifacts(parent, "submission/shared.csv", str(tmp_path / f"dl-{name}")))
+        assert logged.read_bytes() == own[name].read_bytes()
+    assert shared.read_bytes() in (own["a"].read_bytes(), own["b"].read_bytes())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shared.csv")]
