@@ -29,7 +29,7 @@ from ensemble.blend_tracking import log_blend
 from ensemble.pins import data_root, pin
 from foldtrain.config import Config, build_config
 from foldtrain.errors import EXPECTED
-from foldtrain.files import write_csv, write_json
+from foldtrain.files import read_csv, write_csv, write_json
 from foldtrain.run.folder import RunFolder, RunFolderError
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.track import report
@@ -67,7 +67,7 @@ class SourceRun:
 
     def persons(self) -> np.ndarray:
         """The person (group) of each out-of-fold row, from the run's folds.csv."""
-        folds = pd.read_csv(self.folder.folds_file, usecols=["path", "person"], dtype={"person": str})
+        folds = read_csv(self.folder.folds_file, usecols=["path", "person"], dtype={"person": str})
         return folds.set_index("path").loc[self.oof["path"], "person"].to_numpy()
 
     def logp(self) -> np.ndarray:
@@ -85,7 +85,7 @@ def load_run(path: Path, views: bool = True) -> SourceRun:
     oof_file = folder.oof_tta_file if tta else folder.oof_file
     if not oof_file.is_file():
         raise RunFolderError(f"{oof_file} not found: blending needs each run's out-of-fold table")
-    oof = pd.read_csv(oof_file).sort_values("path", kind="stable", ignore_index=True)
+    oof = read_csv(oof_file).sort_values("path", kind="stable", ignore_index=True)
     return SourceRun(folder, build_config([folder.config_file]), summary, oof, tta or "none")
 
 

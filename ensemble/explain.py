@@ -28,7 +28,7 @@ from foldtrain.data.paths import inside_root
 from foldtrain.data.prepare import source_root
 from foldtrain.data.tables import read_eval
 from foldtrain.errors import EXPECTED
-from foldtrain.files import atomic_path
+from foldtrain.files import atomic_path, read_csv
 from foldtrain.model.cam import HEADS, METHODS, class_maps
 from foldtrain.model.fold_ensemble import FoldEnsemble, load_fold_net, run_fold_models
 from foldtrain.run.folder import RunFolder
@@ -96,7 +96,13 @@ def explain_run(folder: RunFolder, args: argparse.Namespace) -> dict:
     cfg = run_config(folder)
     names = class_names(cfg, folder, args.head)
     models = {int(m.name.split()[-1]): m for m in run_fold_models(folder)}
-    oof = pd.read_csv(folder.oof_file)
+    oof = read_csv(folder.oof_file)
+    num_classes = len(folder.summary()["classes"])
+    missing = [c for c in ("path", "label", "fold", *(f"logit_{i}" for i in range(num_classes))) if c not in oof]
+    if missing:
+        raise UserError(f"{folder.oof_file} lacks the columns {', '.join(missing[:3])}"
+                        f"{' ...' if len(missing) > 3 else ''}: it is not the run's out-of-fold table; continue the "
+                        f"run with train.resume=true to write it again")
     picked = select_rows(oof[oof["fold"].isin(models)], args.n, args.select, len(folder.summary()["classes"]))
     root = source_root(cfg, Path(cfg.data.root))
     parts = []
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.n < 1:
             raise UserError(f"--n must be at least 1, got {args.n}")
         folder = RunFolder(args.run)
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"--out {args.out} is a file; give a folder for cams.npz and the pictures")
         args.out.mkdir(parents=True, exist_ok=True)
         found = explain_eval(folder, args) if args.data else explain_run(folder, args)
         with atomic_path(args.out / "cams.npz", suffix=".npz") as tmp:

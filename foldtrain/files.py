@@ -150,6 +150,23 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         raise UserError(f"{path} is not valid JSON ({err}); restore or delete it") from err
 
 
+def read_csv(path: str | Path, **options: Any) -> pd.DataFrame:
+    """A CSV this project wrote (metrics.csv, oof.csv, folds.csv), a damaged one named in one line.
+
+    Raises:
+        UserError: the file is missing, empty or not parseable, naming it and what to do.
+    """
+    path = Path(path)
+    try:
+        return pd.read_csv(path, **options)
+    except FileNotFoundError as err:
+        raise UserError(f"{path} not found: the run is incomplete; continue it with train.resume=true") from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"{path} is damaged ({first}); restore it, or delete the fold or run it belongs to and "
+                        f"train that part again (train.resume=true)") from err
+
+
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
     """Write a CSV atomically, without the index."""
     with atomic_path(path) as tmp:

@@ -18,7 +18,7 @@ from foldtrain.data.cache import build_cache
 from foldtrain.data.folds import FoldError, assign_folds, check_folds
 from foldtrain.data.tables import read_table
 from foldtrain.data.transforms import working_size
-from foldtrain.files import write_csv
+from foldtrain.files import read_csv, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def prepare_data(cfg: Config, folds_csv: Path, accelerator: Accelerator) -> Prep
         if accelerator.is_main_process:
             frame["fold"] = assign_folds(frame, cfg.cv.folds, cfg.cv.seed).to_numpy()
             if folds_csv.exists():
-                check_same_split(frame, pd.read_csv(folds_csv), folds_csv)
+                check_same_split(frame, read_csv(folds_csv), folds_csv)
             write_csv(folds_csv, frame)
         else:
-            frame = pd.read_csv(folds_csv)
+            frame = read_csv(folds_csv)
             check_folds(frame, frame["fold"], cfg.cv.folds)
         # The main process checks every row; the others open what it checked a moment before.
         cache_path = build_cache([root / p for p in frame["path"]], working_size(size_hw), cache_root(cfg),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from foldtrain.demo import STEMS, generate_demo
 from foldtrain.demo.draw import STYLES
+from foldtrain.files import StorageError
+from foldtrain.user_error import UserError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +27,13 @@ def main(argv: list[str] | None = None) -> None:
                              "face size and position drawn anew for every photo")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    out = generate_demo(args.out, args.persons, args.seed, args.eval_images, junk=not args.no_junk, style=args.style)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder for the data set")
+    try:
+        out = generate_demo(args.out, args.persons, args.seed, args.eval_images, junk=not args.no_junk,
+                            style=args.style)
+    except (UserError, StorageError) as err:
+        parser.error(str(err))
     n_eval = len((out / "eval" / "info.csv").read_text().splitlines()) - 1
     print(f"wrote {args.persons} persons ({args.persons * len(STEMS)} photos) and {n_eval} eval images "
           f"to {out} in {time.perf_counter() - start:.1f} s")

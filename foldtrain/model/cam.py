@@ -116,5 +116,13 @@ def class_maps(net: torch.nn.Module, heads: Heads, images: torch.Tensor, method:
     chosen = preds if targets is None else targets
     module, reshape = target_layer(net, layer)
     with METHODS[method](model=scores, target_layers=[module], reshape_transform=reshape) as cam:
-        maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in chosen])
+        try:
+            maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in chosen])
+        except ValueError as err:
+            if "shape" not in str(err).lower():
+                raise
+            # pytorch_grad_cam needs a layer with a spatial map (B, C, H, W); a pooled or linear layer has none
+            raise CamLayerError(f"--layer {layer or type(module).__name__!r} has no spatial map to explain "
+                                f"({str(err).splitlines()[0]}); pick a convolutional stage such as the last block "
+                                f"before pooling") from err
     return np.asarray(maps, dtype=np.float32), preds

@@ -48,7 +48,12 @@ def build_model(name: str, num_outputs: int, *, pretrained: bool = False, pretra
         # re-initialisation behave exactly as for hub weights; telling it the file's class count keeps a head
         # that already fits (timm drops any head whose count differs from the config's).
         overlay = {"file": str(path.resolve()), "num_classes": _file_classes(name, path)}
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        except RuntimeError as err:  # load_state_dict: other keys or shapes, i.e. another architecture
+            first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err)[:200])
+            raise WeightsError(f"model.pretrained_file {path} does not fit model.name {name} ({first}); give "
+                               f"weights of {name}, or the model.name they were saved from") from err
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from foldtrain.data.prepare import PreparedData
+from foldtrain.files import read_csv
 from foldtrain.run.folder import RunFolder
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_val_scores
@@ -72,4 +73,4 @@ def estimates(data: PreparedData, folder: RunFolder, results: dict[int, dict],
 
 def epoch_curves(folder: RunFolder, folds: list[int]) -> dict[int, pd.DataFrame]:
     """Each fold's metrics.csv (its per-epoch train and validation numbers)."""
-    return {f: pd.read_csv(folder.metrics(f)) for f in folds}
+    return {f: read_csv(folder.metrics(f)) for f in folds}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from foldtrain.config import Config
-from foldtrain.files import read_json, write_json
+from foldtrain.files import read_csv, read_json, write_json
 from foldtrain.run.folder import METRICS, TRACKING
 from foldtrain.track.diagnosis import fold_findings
 from foldtrain.track.mlflow_tracker import MLflowTracker
@@ -78,7 +78,7 @@ class FoldRuns:
         if result.get("best_f1") is not None:
             self.tracker.log_metrics(run_id, {"best_val_f1": result["best_f1"], "best_epoch": result["best_epoch"]},
                                      timestamp=result.get("ended"))
-            history = pd.read_csv(self.run_dir / f"fold{key}" / METRICS)
+            history = read_csv(self.run_dir / f"fold{key}" / METRICS)
             self.tracker.set_tags(run_id, {"foldtrain.diagnosis": ", ".join(fold_findings(history, self.num_classes))
                                            or "ok"})
         self.tracker.end_run(run_id, end_time=result.get("ended"))
@@ -92,7 +92,7 @@ class FoldRuns:
         fold_dir = self.run_dir / f"fold{fold}"
         result = read_result(fold_dir)
         run_id = self.open(str(fold), result["started"])
-        for row in pd.read_csv(fold_dir / METRICS).to_dict("records"):
+        for row in read_csv(fold_dir / METRICS).to_dict("records"):
             metrics = {k: row[k] for k in ("train_loss", "val_loss", "val_f1", "val_acc", "lr") if k in row}
             self.tracker.log_metrics(run_id, metrics, step=int(row["epoch"]), timestamp=row.get("ended"))
         self.log_artifact(str(fold), fold_dir / "gradcam.png")

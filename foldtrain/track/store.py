@@ -50,12 +50,38 @@ def relocate(db: Path) -> int:
     return changed
 
 
+def store_problem(db: Path) -> str | None:
+    """Why `db` is not an MLflow SQLite store this tool can rewrite, or None."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError as err:  # not SQLite, truncated, unreadable
+        return f"is not a readable SQLite database ({err})"
+    if "experiments" not in tables:
+        return "is an SQLite database but not an MLflow store (it has no experiments table)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not Path(args[0]).is_file():
         print("usage: python -m foldtrain.track.store PATH/mlflow.db", file=sys.stderr)
         return 2
-    print(f"{relocate(Path(args[0]))} artifact paths now point into {Path(args[0]).parent / ARTIFACTS}")
+    db = Path(args[0])
+    problem = store_problem(db)
+    if problem:
+        print(f"foldtrain.track.store: error: {db} {problem}; pass the mlflow.db of a store", file=sys.stderr)
+        return 1
+    if not (db.parent / ARTIFACTS).is_dir():
+        print(f"no {ARTIFACTS}/ folder beside {db}: nothing to point the artifact paths at, nothing changed")
+        return 0
+    try:
+        changed = relocate(db)
+    except sqlite3.DatabaseError as err:  # read-only file or folder, a locked or damaged store
+        print(f"foldtrain.track.store: error: cannot rewrite {db} ({err}); make it writable and run again",
+              file=sys.stderr)
+        return 1
+    print(f"{changed} artifact paths now point into {db.parent / ARTIFACTS}")
     return 0
 
 

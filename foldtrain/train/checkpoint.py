@@ -39,8 +39,13 @@ def read_val_scores(fold_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     path = fold_dir / SCORES
     if not path.is_file():
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0), dtype=np.float32)
-    with np.load(path, allow_pickle=False) as saved:
-        return saved["rows"], saved["scores"]
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["rows"], saved["scores"]
+    except (OSError, ValueError, KeyError, EOFError) as err:  # truncated, pickled or foreign content: never loaded
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise StateError(f"{path} is not a validation-score file foldtrain wrote ({first}); delete {fold_dir} to "
+                         f"train that fold again") from err
 
 
 def epoch_weights(fold_dir: Path, epoch: int) -> Path:

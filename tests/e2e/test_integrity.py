@@ -6,6 +6,7 @@ traceback is printed, that a planted pickle never runs, and that nothing is writ
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -196,6 +197,8 @@ def test_of_two_starts_of_one_run_one_is_refused(work):
 
 
 @pytest.mark.parametrize("override, key", [("data.image_size=0", "data.image_size"),
+                                           ("data.image_size=[100000,100000]", "data.image_size"),
+                                           ("train.lr=.inf", "train.lr"),
                                            ("aug.scale_min=3", "aug.scale_min"), ("train.lr=-1", "train.lr")])
 def test_out_of_range_values_stop_before_any_work(work, tmp_path, override: str, key: str):
     result = run_main([f"data.root={work / 'data'}", override], cwd=tmp_path)
@@ -271,3 +274,90 @@ def test_deleting_the_lock_file_during_a_run_lets_no_second_writer_in(work):
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
+
+
+def test_a_learning_rate_typed_as_1e_4_trains(work):
+    result = run_main(args(work, "typed-lr", "train.lr=1e-4", "train.epochs=1", "cv.only=[0]",
+                           "mlflow.log_model=false"), cwd=work)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "lr: 0.0001" in (work / "runs" / "typed-lr" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: s.pop("folds_trained"), "no valid folds_trained"),
+    (lambda s: s.update(folds_trained=[0, 1]), "lists folds [0, 1] but folds [0, 1, 2] finished"),
+])
+def test_an_edited_summary_does_not_shrink_the_ensemble_silently(finished, work, tmp_path, edit, needle: str):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    summary = json.loads((run / "summary.json").read_text())
+    edit(summary)
+    (run / "summary.json").write_text(json.dumps(summary))
+    result = run_module("ensemble.predict", ["--run", str(run), "--out", str(tmp_path / "sub.csv")], cwd=work)
+    one_error_line(result, "summary.json", needle)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("metrics", "metrics.csv is damaged"),
+    ("scores", "val_scores.npz is not a validation-score file"),
+])
+def test_damaged_run_files_are_named_not_their_parsers(finished, work, damage: str, needle: str):
+    run = work / "runs" / f"damaged-{damage}"
+    shutil.copytree(finished, run)
+    (run / "summary.json").unlink()
+    if damage == "metrics":
+        (run / "fold0" / "metrics.csv").write_text('a,b\n"unterminated\n')
+    else:
+        import numpy as np
+
+        with open(run / "fold0" / "val_scores.npz", "wb") as handle:
+            np.save(handle, np.array([Planted(work / "npz-marker")], dtype=object), allow_pickle=True)
+    result = run_main(args(work, run.name, "train.resume=true"), cwd=work)
+    one_error_line(result, needle)
+    assert not (work / "npz-marker").exists()
+
+
+def test_pretrained_weights_of_another_architecture_are_named_in_one_line(work, tmp_path):
+    from safetensors.torch import save_file
+
+    from foldtrain.model.factory import build_model
+
+    other = tmp_path / "resnet18.safetensors"
+    save_file(build_model("resnet18", 3).state_dict(), str(other))
+    result = run_main(args(work, "other-arch", f"model.pretrained_file={other}", "cv.only=[0]"), cwd=work)
+    one_error_line(result, "model.pretrained_file", "does not fit model.name resnet10t")
+
+
+def test_explain_and_store_tools_answer_bad_input_in_one_line(finished, work, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_error_line(run_module("ensemble.explain", ["--run", str(finished), "--out", str(afile)], cwd=work),
+                   "--out", "is a file")
+    one_error_line(run_module("ensemble.explain", ["--run", str(finished), "--out", str(tmp_path / "e"), "--n", "2",
+                                                   "--layer", "fc"], cwd=work), "--layer 'fc' has no spatial map")
+    run = tmp_path / "nologit"
+    shutil.copytree(finished, run)
+    oof = pd.read_csv(run / "oof.csv")
+    oof[["path", "label", "fold", "pred"]].to_csv(run / "oof.csv", index=False)
+    one_error_line(run_module("ensemble.explain", ["--run", str(run), "--out", str(tmp_path / "e2")], cwd=work),
+                   "oof.csv lacks the columns logit_0")
+    text = tmp_path / "notes.db"
+    text.write_text("these are notes, not a database\n" * 40)
+    one_error_line(run_module("foldtrain.track.store", [str(text)], cwd=work), "not a readable SQLite database")
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.db") as con:
+        con.execute("create table notes (a)")
+    one_error_line(run_module("foldtrain.track.store", [str(tmp_path / "other.db")], cwd=work), "not an MLflow store")
+
+
+@pytest.mark.parametrize("arguments, needle", [(["--persons", "0"], "persons must be at least 1"),
+                                               (["--out", "FILE"], "is a file")])
+def test_the_demo_generator_answers_bad_arguments_in_one_line(tmp_path, arguments: list[str], needle: str):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    arguments = [str(afile) if a == "FILE" else a for a in arguments]
+    if "--out" not in arguments:
+        arguments = ["--out", str(tmp_path / "demo"), *arguments]
+    result = run_module("foldtrain.demo", arguments, cwd=tmp_path)
+    assert result.returncode != 0 and no_traceback(result) and needle in result.stderr
