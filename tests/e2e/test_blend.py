@@ -139,13 +139,6 @@ def blended(runs: dict) -> Path:
 @pytest.mark.parametrize("tamper, named", [
     (lambda b: b.update(weights=[1.5, 1.5]), "sum to 3"),
     (lambda b: b.update(weights=[float("nan"), 1.0]), "finite and non-negative"),
-    (lambda b: b.update(weights=[-0.5, 1.5]), "finite and non-negative"),
-    (lambda b: b.update(weights=["0.5", "0.5"]), "must be numbers"),
-    (lambda b: b.update(weights=[0.0, 0.0]), "sum to 0"),
-    (lambda b: b.update(weights=[1.0]), "2 runs need 2 weights"),
-    (lambda b: b["class_bias"].__setitem__(3, float("inf")), "class_bias must be finite"),
-    (lambda b: b.update(class_bias=[0.0] * 5), "one value per class (18)"),
-    (lambda b: b.pop("pins"), "lacks pins"),
 ])
 def test_a_tampered_blend_is_refused_before_anything_runs(runs: dict, blended: Path, tmp_path: Path, tamper,
                                                            named: str):

@@ -126,3 +126,27 @@ def test_biases_fitted_to_noise_of_a_small_set_are_left_at_zero():
     assert estimate.nested_f1 == by_hand(logps, labels, folds)  # the decision made inside the loop, not the max
     assert in_sample > tuning.macro_f1(labels, logps[0].argmax(1), 18)  # what in-sample tuning alone would have kept
     assert tuning.tune_and_estimate(logps, labels, folds, biases=False).nested_f1_bias is None
+
+
+@pytest.mark.parametrize("tamper, named", [
+    (lambda b: b.update(weights=[1.5, 1.5]), "sum to 3"),
+    (lambda b: b.update(weights=[float("nan"), 1.0]), "finite and non-negative"),
+    (lambda b: b.update(weights=[-0.5, 1.5]), "finite and non-negative"),
+    (lambda b: b.update(weights=["0.5", "0.5"]), "must be numbers"),
+    (lambda b: b.update(weights=[0.0, 0.0]), "sum to 0"),
+    (lambda b: b.update(weights=[1.0]), "2 runs need 2 weights"),
+    (lambda b: b["class_bias"].__setitem__(1, float("inf")), "class_bias must be finite"),
+    (lambda b: b.update(class_bias=[0.0] * 5), "one value per class (3)"),
+    (lambda b: b.update(class_bias=["a", 0, 0]), "class_bias must be finite numbers"),
+    (lambda b: b.pop("pins"), "lacks pins"),
+    (lambda b: b.update(pins={"a": {}}), "one entry per run"),
+    (lambda b: b.update(runs="a"), "non-empty list"),
+])
+def test_a_tampered_blend_file_is_named_for_what_is_wrong(tamper, named: str):
+    from ensemble.blend_predict import blend_problem
+
+    blend = {"runs": ["a", "b"], "weights": [0.25, 0.75], "class_bias": [0.0, 0.1, -0.2], "classes": ["x", "y", "z"],
+             "pins": {"a": {}, "b": {}}}
+    assert blend_problem(blend) is None
+    tamper(blend)
+    assert named in blend_problem(blend)
