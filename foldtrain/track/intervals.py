@@ -71,6 +71,20 @@ def percentile_interval(values: np.ndarray, level: float) -> list[float]:
     return [float(low), float(high)]
 
 
+def per_class_intervals(labels: np.ndarray, preds: np.ndarray, groups: np.ndarray, num_classes: int,
+                        level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray | None:
+    """(classes x 2) percentile person-bootstrap intervals of each class's F1 (error bars); None for fewer than two
+    persons."""
+    counts = PersonCounts.of(labels, preds, groups, num_classes)
+    if counts.persons < 2:
+        return None
+    draws = person_draws(counts.persons, counts.persons, resamples, seed)
+    tp, true, pred = draws @ counts.tp, draws @ counts.true, draws @ counts.pred
+    f1 = np.divide(2 * tp, true + pred, out=np.zeros_like(tp), where=true + pred > 0)
+    tail = (1 - level) / 2 * 100
+    return np.percentile(f1, [tail, 100 - tail], axis=0).T
+
+
 def bca_interval(values: np.ndarray, estimate: float, jackknife: np.ndarray, level: float) -> list[float]:
     """Efron's bias-corrected and accelerated interval: macro F1 is a ratio of counts, biased and skewed in small
     samples, where the plain percentile interval covers less than it says."""

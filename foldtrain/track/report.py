@@ -44,13 +44,18 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | Path, tit
     save_figure(fig, path)
 
 
-def plot_per_class_f1(scores: dict[str, np.ndarray], classes: list[str], path: str | Path, title: str) -> None:
-    """Horizontal bars of each class's F1, one bar per named series (a run, a blend)."""
+def plot_per_class_f1(scores: dict[str, np.ndarray], classes: list[str], path: str | Path, title: str,
+                      intervals: dict[str, np.ndarray] | None = None) -> None:
+    """Horizontal bars of each class's F1, one bar per named series (a run, a blend), with error bars where
+    `intervals` holds a series' (classes x 2) low and high ends."""
     fig = new_figure(7, max(3, 0.3 * len(classes) * max(1, len(scores) / 2) + 1))
     ax = fig.subplots()
     height = 0.8 / len(scores)
     for i, (name, values) in enumerate(scores.items()):
-        ax.barh(np.arange(len(classes)) + i * height, values, height=height, label=name)
+        bounds = (intervals or {}).get(name)
+        errors = None if bounds is None else np.abs(np.stack([values - bounds[:, 0], bounds[:, 1] - values]))
+        ax.barh(np.arange(len(classes)) + i * height, values, height=height, label=name, xerr=errors,
+                error_kw={"elinewidth": 0.8, "capsize": 2})
     ax.set_yticks(np.arange(len(classes)) + 0.4 - height / 2, classes, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -80,6 +85,10 @@ def plot_learning_curves(curves: dict[int, pd.DataFrame], path: str | Path, titl
     save_figure(fig, path)
 
 
-def per_class_table(scores: np.ndarray, support: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """Per-class F1 with support, as a table."""
-    return pd.DataFrame({"class": classes, "f1": scores, "support": support})
+def per_class_table(scores: np.ndarray, support: np.ndarray, classes: list[str],
+                    intervals: np.ndarray | None = None) -> pd.DataFrame:
+    """Per-class F1 with support (and its interval's ends when given), as a table."""
+    table = pd.DataFrame({"class": classes, "f1": scores, "support": support})
+    if intervals is not None:
+        table["f1_low"], table["f1_high"] = intervals[:, 0], intervals[:, 1]
+    return table

@@ -14,7 +14,7 @@ from foldtrain.run.folder import RunFolder
 from foldtrain.track import report
 from foldtrain.track.diagnosis import diagnose
 from foldtrain.track.estimates import epoch_curves, estimates, oof_frame, oof_table
-from foldtrain.track.intervals import f1_interval, hidden_test_interval
+from foldtrain.track.intervals import f1_interval, hidden_test_interval, per_class_intervals
 from foldtrain.train import metrics
 from foldtrain.train.checkpoint import read_result
 from foldtrain.train.oof_views import read_oof_views
@@ -67,7 +67,7 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     if full:
         summary["full_fit"] = full
     write_json(folder.summary_file, summary)
-    draw_pictures(cfg, data, folder, folds, labels, preds)
+    draw_pictures(cfg, data, folder, folds, labels, preds, persons)
     return summary
 
 
@@ -87,16 +87,18 @@ def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: l
 
 
 def draw_pictures(cfg: Config, data: PreparedData, folder: RunFolder, folds: list[int], labels: np.ndarray,
-                  preds: np.ndarray) -> None:
-    """Confusion matrix, per-class F1 (picture and table) and learning curves."""
+                  preds: np.ndarray, persons: np.ndarray) -> None:
+    """Confusion matrix, per-class F1 (picture with person-bootstrap error bars, and table) and learning curves."""
     num_classes = len(data.classes)
     f1s = metrics.per_class_f1(labels, preds, num_classes)
+    bars = per_class_intervals(labels, preds, persons, num_classes, cfg.ci.level, cfg.ci.resamples, cfg.ci.seed)
     report.plot_confusion(metrics.confusion(labels, preds, num_classes), data.classes,
                           folder / "confusion_matrix.png", f"{cfg.run.name} out-of-fold")
     report.plot_per_class_f1({"out-of-fold": f1s}, data.classes, folder / "per_class_f1.png",
-                             f"{cfg.run.name} out-of-fold F1 per class")
+                             f"{cfg.run.name} out-of-fold F1 per class ({cfg.ci.level:.0%} intervals, persons "
+                             f"resampled)", intervals=None if bars is None else {"out-of-fold": bars})
     write_csv(folder / "per_class_f1.csv",
-              report.per_class_table(f1s, np.bincount(labels, minlength=num_classes), data.classes))
+              report.per_class_table(f1s, np.bincount(labels, minlength=num_classes), data.classes, bars))
     report.plot_learning_curves(epoch_curves(folder, folds), folder / "learning_curves.png",
                                 f"{cfg.run.name} learning curves")
 

@@ -58,3 +58,15 @@ def test_a_test_set_interval_is_wider_for_fewer_persons_and_none_without_persons
     assert small[1] - small[0] > large[1] - large[0] > 0
     assert small[0] <= macro_f1(labels, preds, 6) <= small[1]
     assert f1_interval(labels[:7], preds[:7], groups[:7], 6) is None  # one person: nothing to resample
+
+
+def test_per_class_intervals_hold_each_class_f1():
+    from foldtrain.track.intervals import per_class_intervals
+    from foldtrain.train.metrics import per_class_f1
+
+    rng = np.random.default_rng(3)
+    labels, preds, groups = population(rng, 150, 6)
+    bars = per_class_intervals(labels, preds, groups, 6)
+    f1 = per_class_f1(labels, preds, 6)
+    assert bars.shape == (6, 2) and (bars[:, 0] <= f1 + 1e-9).all() and (f1 <= bars[:, 1] + 1e-9).all()
+    assert (bars[:, 1] - bars[:, 0] > 0).all()
