@@ -58,7 +58,11 @@ def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder
                     "fold_f1_ci_high": ci[1]}
         tracker.log_metrics(parent, {k: v for k, v in per_fold.items() if v is not None}, step=int(fold))
     tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary),
-                              "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok"})
+                              "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok",
+                              # what oof_f1 is: its epoch rule, and whether a fold's own rows chose the epochs
+                              "foldtrain.oof_rule": summary.get("oof_rule", "?") + (
+                                  f" (optimistic: {summary['oof_rule_note']})" if summary.get("oof_rule_note") else
+                                  " (honest: no fold's own rows chose its epoch)")})
     for name in ARTIFACTS:
         tracker.log_artifact(parent, folder / name)
     if failure:

@@ -41,7 +41,8 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     in_fold = {f: (oof["fold"] == f).to_numpy() for f in folds}
     fold_f1 = {str(f): metrics.macro_f1(labels[rows], preds[rows], num_classes) for f, rows in in_fold.items()}
     scores = np.array(list(fold_f1.values()))
-    test_persons = cfg.ci.test_persons or round(pd.Series(persons).nunique() / cfg.cv.folds)
+    # default: the persons of one validation fold, as a hidden test set usually is
+    test_persons = cfg.ci.test_persons or max(1, round(pd.Series(persons).nunique() / len(folds)))
     rule_note = RULES[cfg.train.checkpoint].chosen_on_own_rows(results)
     summary = {
         "run_name": cfg.run.name, "folds_trained": folds, "checkpoint": cfg.train.checkpoint, "fold_f1": fold_f1,

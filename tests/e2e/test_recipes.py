@@ -59,7 +59,21 @@ def test_mixup_smoothing_onecycle_ce_f1_and_full_fit(demo_root: Path, tmp_path: 
     assert result.returncode == 0, result.stderr[-4000:]
     run = tmp_path / "runs" / "mix"
     assert (run / "full" / "model.safetensors").exists()
-    assert len(json.loads((run / "normalize.json").read_text())["mean"]) == 3
+    # dataset statistics per fold, each on its own training rows only (the validation images play no part)
+    from foldtrain.data.cache import build_cache
+    from foldtrain.data.stats import dataset_stats
+    from foldtrain.data.transforms import working_size
+    from foldtrain.model.weights import read_metadata
+
+    folds = pd.read_csv(run / "folds.csv")
+    cache = build_cache([demo_root / p for p in folds["path"]], working_size((32, 32)), tmp_path / "runs" / ".cache")
+    stats = {}
+    for fold in (0, 1):
+        stats[fold] = json.loads((run / f"fold{fold}" / "normalize.json").read_text())
+        expected = dataset_stats(cache, np.flatnonzero(folds["fold"].to_numpy() != fold))
+        assert np.allclose(stats[fold]["mean"], expected[0]) and np.allclose(stats[fold]["std"], expected[1])
+        assert read_metadata(run / f"fold{fold}" / "model.safetensors")["mean"] == stats[fold]["mean"]
+    assert stats[0]["mean"] != stats[1]["mean"] and not (run / "normalize.json").exists()
     out = tmp_path / "sub.csv"
     predicted = run_module("ensemble.predict", ["--run", str(run), "--out", str(out), "--include-full"], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
