@@ -1,7 +1,7 @@
 """Intervals on macro F1 that respect persons: a person's photos are near-duplicates sharing gender and age, so the
 unit of sampling is the person (or a csv table's `group`), never the row.
 
-- `f1_interval`: a BCa bootstrap over persons (persons drawn with replacement, all of a drawn person's rows
+- `f1_interval`: a basic bootstrap over persons (persons drawn with replacement, all of a drawn person's rows
   kept): how far the macro F1 of *these* predictions could move had other persons of the same population been
   photographed. A row bootstrap treats 7 photos of one person as 7 independent draws and is far too narrow.
 - `test_f1_interval`: the range the macro F1 of a hidden test set of `m` persons is expected to fall in, by
@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 LEVEL = 0.90
 RESAMPLES = 1000
@@ -85,36 +84,23 @@ def per_class_intervals(labels: np.ndarray, preds: np.ndarray, groups: np.ndarra
     return np.percentile(f1, [tail, 100 - tail], axis=0).T
 
 
-def bca_interval(values: np.ndarray, estimate: float, jackknife: np.ndarray, level: float) -> list[float]:
-    """Efron's bias-corrected and accelerated interval: macro F1 is a ratio of counts, biased and skewed in small
-    samples, where the plain percentile interval covers less than it says."""
-    below = np.mean(values < estimate) + 0.5 * np.mean(values == estimate)
-    if not 0 < below < 1:
-        return percentile_interval(values, level)
-    bias = norm.ppf(below)
-    spread = jackknife.mean() - jackknife
-    denominator = 6 * (spread ** 2).sum() ** 1.5
-    accel = (spread ** 3).sum() / denominator if denominator > 0 else 0.0
-    z = norm.ppf([(1 - level) / 2, (1 + level) / 2])
-    adjusted = norm.cdf(bias + (bias + z) / (1 - accel * (bias + z)))
-    low, high = np.percentile(values, adjusted * 100)
-    return [float(low), float(high)]
-
-
 def f1_interval(labels: np.ndarray, preds: np.ndarray, groups: np.ndarray, num_classes: int, level: float = LEVEL,
                 resamples: int = RESAMPLES, seed: int = SEED) -> list[float] | None:
-    """`[low, high]` of a `level` person-bootstrap (BCa) interval for the macro F1 of `preds`; None for fewer than
-    two persons (nothing to resample)."""
+    """`[low, high]` of a `level` person-bootstrap interval for the macro F1 of `preds`; None for fewer than two
+    persons (nothing to resample).
+
+    The basic (reverse-percentile) bootstrap: macro F1 of a small set is biased low (a class with a few persons
+    scores worse on a resample that repeats some and drops others), and reflecting the bootstrap quantiles around
+    the estimate moves the interval up by that bias, where the plain percentile interval moves it down. On simulated
+    clustered data it covered the truth more often than the percentile and BCa intervals at every size tried
+    (benchmarks/bench_intervals.py)."""
     counts = PersonCounts.of(labels, preds, groups, num_classes)
     persons = counts.persons
     if persons < 2:
         return None
     estimate = macro_f1_of(np.ones((1, persons)), counts)[0]
-    values = macro_f1_of(person_draws(persons, persons, resamples, seed), counts)
-    # leave-one-person-out estimates for the acceleration, in blocks to bound memory on large sets
-    jackknife = np.concatenate([macro_f1_of(1 - np.eye(persons)[start:start + 512], counts)
-                                for start in range(0, persons, 512)])
-    return bca_interval(values, estimate, jackknife, level)
+    low, high = percentile_interval(macro_f1_of(person_draws(persons, persons, resamples, seed), counts), level)
+    return [float(min(1.0, max(0.0, 2 * estimate - high))), float(min(1.0, max(0.0, 2 * estimate - low)))]
 
 
 def hidden_test_interval(labels: np.ndarray, preds: np.ndarray, groups: np.ndarray, num_classes: int, test_persons: int,
