@@ -5,8 +5,9 @@
 A large population of persons (7 photos each, one label per person) with clustered predictions: each person has a
 skill, and a person the model gets wrong is wrong on most photos, towards one wrong class (as a wrong gender or
 age is wrong on all of a person's photos). The true macro F1 is the population's. Each trial draws a set of
-persons, computes the 90% basic-bootstrap interval of `foldtrain.track.intervals.f1_interval` with persons as groups (what
-foldtrain reports) and with rows as groups (the usual bootstrap), and counts how often each covers the truth.
+persons, computes the 90% basic-bootstrap interval of `foldtrain.track.intervals.f1_interval` with persons as
+groups (what foldtrain reports) and with rows as groups (the usual bootstrap), and counts how often each covers the
+truth.
 """
 
 from __future__ import annotations
