@@ -26,7 +26,7 @@ import pandas as pd
 
 from ensemble import tuning
 from ensemble.blend_tracking import log_blend
-from ensemble.pins import data_root, pin
+from ensemble.pins import pin
 from foldtrain.config import Config, build_config
 from foldtrain.errors import EXPECTED
 from foldtrain.files import read_csv, write_csv, write_json
@@ -114,9 +114,9 @@ def check_shared_folds(runs: list[SourceRun]) -> None:
             a, b = getattr(getattr(first.cfg, section), name), getattr(getattr(other.cfg, section), name)
             if a != b:
                 raise BlendError(f"{pair} split differently: {key} {a} vs {b}")
-        if data_root(first.folder) != data_root(other.folder):
-            raise BlendError(f"{pair} were trained on other data roots: {data_root(first.folder)} vs "
-                             f"{data_root(other.folder)}")
+        roots = [Path(run.cfg.data.root).resolve() for run in (first, other)]  # the configs are loaded already
+        if roots[0] != roots[1]:
+            raise BlendError(f"{pair} were trained on other data roots: {roots[0]} vs {roots[1]}")
         if first.summary["classes"] != other.summary["classes"]:
             raise BlendError(f"{pair} have other classes: {first.summary['classes']} vs {other.summary['classes']}")
         paths_a, paths_b = set(first.oof["path"]), set(other.oof["path"])

@@ -50,12 +50,16 @@ class PersonCounts:
         return len(self.tp)
 
 
-def macro_f1_of(weights: np.ndarray, counts: PersonCounts) -> np.ndarray:
-    """Macro F1 of each weighting of persons (resamples x persons -> resamples)."""
+def class_f1_of(weights: np.ndarray, counts: PersonCounts) -> np.ndarray:
+    """Each class's F1 under each weighting of persons (resamples x persons -> resamples x classes)."""
     tp, true, pred = weights @ counts.tp, weights @ counts.true, weights @ counts.pred
     denominator = true + pred
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return f1.mean(axis=1)
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+
+def macro_f1_of(weights: np.ndarray, counts: PersonCounts) -> np.ndarray:
+    """Macro F1 of each weighting of persons (resamples x persons -> resamples)."""
+    return class_f1_of(weights, counts).mean(axis=1)
 
 
 def person_draws(persons: int, size: int, resamples: int, seed: int) -> np.ndarray:
@@ -77,9 +81,7 @@ def per_class_intervals(labels: np.ndarray, preds: np.ndarray, groups: np.ndarra
     counts = PersonCounts.of(labels, preds, groups, num_classes)
     if counts.persons < 2:
         return None
-    draws = person_draws(counts.persons, counts.persons, resamples, seed)
-    tp, true, pred = draws @ counts.tp, draws @ counts.true, draws @ counts.pred
-    f1 = np.divide(2 * tp, true + pred, out=np.zeros_like(tp), where=true + pred > 0)
+    f1 = class_f1_of(person_draws(counts.persons, counts.persons, resamples, seed), counts)
     tail = (1 - level) / 2 * 100
     return np.percentile(f1, [tail, 100 - tail], axis=0).T
 

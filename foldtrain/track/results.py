@@ -63,7 +63,7 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
         "diagnosis": diagnose(epoch_curves(folder, folds), num_classes),
         "num_images": len(oof), "classes": data.classes, "parallel": cfg.cv.parallel, **facts,
     }
-    summary |= write_oof_views(cfg, data, folder, folds, interval)
+    summary |= write_oof_views(cfg, data, folder, folds, interval, dict(zip(oof["path"], persons, strict=True)))
     full = read_result(folder.full)
     if full:
         summary["full_fit"] = full
@@ -72,7 +72,8 @@ def write_results(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
     return summary
 
 
-def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: list[int], interval) -> dict:
+def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: list[int], interval,
+                    person_of: dict) -> dict:
     """oof_tta.csv (as oof.csv, each fold's kept epoch scored with the `cv.oof_tta` views) and its F1, when every
     fold has those scores."""
     views = [read_oof_views(folder.fold(f)) for f in folds]
@@ -82,7 +83,7 @@ def write_oof_views(cfg: Config, data: PreparedData, folder: RunFolder, folds: l
     table = oof_frame(data, rows, np.concatenate([v["scores"] for v in views]))
     write_csv(folder.oof_tta_file, table)
     labels, preds = table["label"].to_numpy(), table["pred"].to_numpy()
-    persons = data.frame.set_index("path").loc[table["path"], "person"].to_numpy()
+    persons = table["path"].map(person_of).to_numpy()
     return {"oof_tta": cfg.cv.oof_tta, "oof_f1_tta": metrics.macro_f1(labels, preds, len(data.classes)),
             "oof_f1_tta_ci": interval(labels, preds, persons)}
 
