@@ -173,7 +173,8 @@ def log_to_mlflow(folder: RunFolder, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ensemble.explain", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder")
-    parser.add_argument("--out", type=Path, required=True, help="folder for cams.npz and the picture grids")
+    parser.add_argument("--out", type=Path, help="folder for cams.npz and the picture grids (default: RUN/cams, or "
+                                                 "RUN/cams-eval with --data)")
     parser.add_argument("--n", type=int, default=32, help="images to explain (default 32)")
     parser.add_argument("--select", choices=SELECT, default="worst", help="which out-of-fold images")
     parser.add_argument("--method", choices=tuple(METHODS), default="gradcam")
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.n < 1:
             raise UserError(f"--n must be at least 1, got {args.n}")
         folder = RunFolder(args.run)
+        args.out = args.out or folder / ("cams-eval" if args.data else "cams")
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"--out {args.out} is a file; give a folder for cams.npz and the pictures")
         args.out.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,15 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
         prog="foldtrain", description="Person-grouped stratified k-fold training of a timm classifier.",
         epilog="Overrides are section.key=value, parsed as YAML, e.g. train.epochs=10 cv.only=[0,2]")
     parser.add_argument("--config", action="append", default=[], help="YAML config file (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no per-epoch lines or progress bars: only warnings and the run's result")
     parser.add_argument("overrides", nargs="*", help="section.key=value")
     args = parser.parse_args(argv)
-    return args.config, args.overrides
+    return args.config, args.overrides, args.quiet
 
 
 def main(argv: list[str] | None = None) -> int:
-    files, overrides = parse_args(argv)
+    files, overrides, quiet = parse_args(argv)
     try:
         cfg = build_config(files, overrides)
     except ConfigError as err:
@@ -47,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from foldtrain.run.process import Interrupted, die_with_launcher, raise_on_signals
 
     raise_on_signals()
-    status = Status()
+    status = Status(cfg.cv.folds)
     try:
         die_with_launcher()
-        return train(cfg, status)
+        return train(cfg, status, quiet)
     except Interrupted as stop:
         print(f"foldtrain: interrupted {status.where()}: continue with train.resume=true", file=sys.stderr)
         return stop.exit_code
@@ -63,7 +65,8 @@ class Status:
     """How far the run got, for the line an interruption prints (a hook of the fold loop, called once an epoch's
     resume state is saved)."""
 
-    def __init__(self):
+    def __init__(self, folds: int):
+        self.folds = folds
         self.done: str | None = None
         self.rank = 0
 
@@ -77,13 +80,25 @@ class Status:
         pass
 
     def epoch_ended(self, spec, progress) -> None:
-        self.done = f"{spec.name} epoch {progress.last_epoch}"
+        from foldtrain.track.console import fit_label
+
+        self.done = f"{fit_label(spec, self.folds)} epoch {progress.last_epoch + 1}/{spec.epochs}"
 
     def fold_ended(self, spec, progress, result) -> None:
-        self.done = f"{spec.name} (finished)"
+        from foldtrain.track.console import fit_label
+
+        self.done = f"{fit_label(spec, self.folds)} (finished)"
 
 
-def train(cfg: Config, status: Status) -> int:
+def train(cfg: Config, status: Status, quiet: bool = False) -> int:
+    import os
+
+    # Quiet by default: MLflow's artifact bars and store notices would fill the log at the run's end (MLflow reads
+    # both when it is imported, later); `--quiet` also drops tqdm's bars.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if quiet:
+        os.environ["TQDM_DISABLE"] = "1"
     import torch
     from accelerate import Accelerator
 
@@ -97,6 +112,7 @@ def train(cfg: Config, status: Status) -> int:
     from foldtrain.run.folder import FACE_FALLBACK
     from foldtrain.run.process import setup_logging
     from foldtrain.run.start import claim
+    from foldtrain.track.console import ConsoleProgress
     from foldtrain.train import cv
     from foldtrain.train.session import Session
 
@@ -129,6 +145,7 @@ def train(cfg: Config, status: Status) -> int:
         log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",
                  folder.path, len(data.frame), len(data.classes), session.heads.name, folds,
                  accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
+        hooks.append(ConsoleProgress(cfg.cv.folds, cv.epochs_ahead(session, folds), quiet))
         tracking = Tracking(cfg, folder, data, facts)
         hooks.append(tracking.fold_runs)
     if cfg.train.gradcam and (accelerator.is_main_process or cfg.cv.parallel == "folds"):
@@ -200,6 +217,7 @@ class Tracking:
 
     def finish(self, folds: list[int], facts: dict) -> None:
         from foldtrain.files import write_json
+        from foldtrain.track.mlflow_tracker import ui_address
         from foldtrain.track.parent_run import close_parent
         from foldtrain.track.results import caveats, headline, write_results
 
@@ -208,24 +226,35 @@ class Tracking:
         if self.cfg.mlflow.log_model:
             from foldtrain.track.model_logging import ModelLoggingError, log_ensemble_model
 
+            logged = None
             try:
-                model_uri = log_ensemble_model(self.tracker, self.parent, self.cfg, self.folder, self.data, folds)
+                logged = log_ensemble_model(self.tracker, self.parent, self.cfg, self.folder, self.data, folds,
+                                            summary)
             except ModelLoggingError as err:
-                model_uri, failure = None, str(err)
+                failure = str(err)
                 log.warning("%s; the results are complete in %s", failure, self.folder.path)
-            if model_uri:
-                summary["model_uri"] = model_uri
+            if logged:
+                summary |= {"model_uri": logged.uri, "model_id": logged.model_id}
+                if logged.registered:
+                    summary["registered_model"] = dict(zip(("name", "version"), logged.registered, strict=True))
                 write_json(self.folder.summary_file, summary)
-                self.fold_runs.model_uri = model_uri
+                self.fold_runs.model_uri = logged.uri
                 self.fold_runs.save()
-        log.info("done: %s -> %s", headline(summary), self.folder.path)
+        self.fold_runs.describe(summary)
         for line in caveats(summary):
             log.warning("%s", line)
         for finding in summary["diagnosis"]:
             log.warning("%s", finding["advice"])
         close_parent(self.tracker, self.parent, self.cfg, self.folder, summary, failure)
-        if self.tracker.failed:
+        # The last lines: where the results are, how good they are, and where to look at them.
+        log.info("done: %s -> %s", headline(summary), self.folder.path)
+        if self.tracker.failed or not self.parent:
             log.warning("MLflow tracking failed during this run: the results are complete in %s", self.folder.path)
+            return
+        log.info("MLflow: %s", ui_address(self.tracker.uri, self.tracker.experiment_id, self.parent))
+        if summary.get("registered_model"):
+            name, version = summary["registered_model"]["name"], summary["registered_model"]["version"]
+            log.info("registered model: %s version %s (models:/%s/%s)", name, version, name, version)
 
     def abort(self, err: BaseException) -> None:
         from foldtrain.run.process import Interrupted

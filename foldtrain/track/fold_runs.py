@@ -49,7 +49,8 @@ class FoldRuns:
         cfg = self.cfg
         params = {"run.name": cfg.run.name, "model.name": cfg.model.name, "data.image_size": cfg.data.image_size,
                   "cv.folds": cfg.cv.folds, "fold": key}
-        run_id = self.tracker.start_run(f"{cfg.run.name}-fold{key}", tags={"fold": key}, params=params,
+        # short names: the runs table cuts long ones, and the parent already says which CV run they belong to
+        run_id = self.tracker.start_run("full" if key == "full" else f"fold{key}", tags={"fold": key}, params=params,
                                         parent_id=self.parent_id, start_time=started)
         if run_id:
             self.children[key] = run_id
@@ -82,6 +83,32 @@ class FoldRuns:
             self.tracker.set_tags(run_id, {"foldtrain.diagnosis": ", ".join(fold_findings(history, self.num_classes))
                                            or "ok"})
         self.tracker.end_run(run_id, end_time=result.get("ended"))
+
+    def describe(self, summary: dict) -> None:
+        """Once the run's figures are settled: each fold run's description and its F1 at the kept epoch."""
+        for fold, f1 in summary["fold_f1"].items():
+            run_id = self.children.get(fold)
+            if not run_id:
+                continue
+            low, high = (summary.get("fold_f1_ci") or {}).get(fold) or [None, None]
+            self.tracker.set_tags(run_id, {"mlflow.note.content": self.note(int(fold), summary)})
+            self.tracker.log_metrics(run_id, {k: v for k, v in {"fold_f1": f1, "fold_f1_ci_low": low,
+                                                                  "fold_f1_ci_high": high}.items() if v is not None})
+
+    def note(self, fold: int, summary: dict) -> str:
+        """`fold 2/5: 10 of 10 epochs, best epoch 7 (val F1 0.51), kept epoch 10 (last): F1 0.50 [0.41, 0.57] on 84
+        images of 12 persons`; epochs counted from 1, as the progress lines count them."""
+        key = str(fold)
+        result = read_result(self.run_dir / f"fold{fold}")
+        rows = self.frame[self.frame["fold"] == fold]
+        low_high = (summary.get("fold_f1_ci") or {}).get(key)
+        interval = f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
+        best = summary["best_val_f1"][key]
+        return (f"fold {fold + 1}/{self.cfg.cv.folds}: {result.get('epochs_run')} of {result.get('epochs_planned')} "
+                f"epochs, best epoch {summary['best_epoch'][key] + 1}"
+                + (f" (val F1 {best:.4f})" if best is not None else "")
+                + f", kept epoch {summary['checkpoint_epoch'][key] + 1} ({summary.get('oof_rule')}): F1 "
+                f"{summary['fold_f1'][key]:.4f}{interval} on {len(rows)} images of {rows['person'].nunique()} persons")
 
     def log_artifact(self, key: str, path: Path) -> None:
         """A file for a fold's run (its Grad-CAM grid)."""

@@ -134,8 +134,9 @@ class MLflowTracker:
             self.guard("log params", self._log_params, run_id, params)
 
     def log_metrics(self, run_id: str | None, metrics: dict[str, float], step: int = 0,
-                    timestamp: float | None = None) -> None:
-        """Queue metrics at one step on MLflow's asynchronous logging; returns at once."""
+                    timestamp: float | None = None, model_id: str | None = None) -> None:
+        """Queue metrics at one step on MLflow's asynchronous logging; returns at once. With `model_id`, they are
+        also the metrics of that logged model (and of every registered version of it)."""
         if not run_id:
             return
 
@@ -143,7 +144,7 @@ class MLflowTracker:
             from mlflow.entities import Metric
 
             when = _ms(timestamp or time.time())
-            batch = [Metric(k, float(v), when, step) for k, v in metrics.items()]
+            batch = [Metric(k, float(v), when, step, model_id=model_id) for k, v in metrics.items()]
             self._pending.append(self.client.log_batch(run_id, metrics=batch, synchronous=False))
 
         self.guard("log metrics", queue)
@@ -155,6 +156,11 @@ class MLflowTracker:
     def log_artifact(self, run_id: str | None, path: str | Path, folder: str | None = None) -> None:
         if run_id and Path(path).exists():
             self.guard(f"log the artifact {path}", lambda: self.client.log_artifact(run_id, str(path), folder))
+
+    def log_table(self, run_id: str | None, frame, artifact_file: str) -> None:
+        """A table as a JSON artifact the MLflow UI shows as a table."""
+        if run_id:
+            self.guard(f"log the table {artifact_file}", self.client.log_table, run_id, frame, artifact_file)
 
     def log_dataset(self, run_id: str | None, frame, source: str, name: str, context: str) -> None:
         """A table as an MLflow dataset input of a run (its digest identifies the rows)."""
@@ -194,6 +200,18 @@ class MLflowTracker:
         """End every run this tracker started or reattached and has not ended, children first."""
         for run_id in reversed(list(self.open_runs)):
             self.end_run(run_id, status)
+
+
+def ui_address(uri: str, experiment_id: str, run_id: str) -> str:
+    """How to see a run in the MLflow UI, opened in the Model-training view: MLflow 3's UI opens on its GenAI view
+    (traces, token costs) whatever the experiment's kind tag says, unless the address asks for
+    `workflowType=machine_learning`."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri.rstrip('/')}/{page}"
+    db = db_path(uri)
+    store = f"sqlite:///{db.resolve()}" if db else uri
+    return f"run `mlflow ui --backend-store-uri {store}` and open http://127.0.0.1:5000/{page}"
 
 
 def _ms(seconds: float) -> int:

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from foldtrain.data.prepare import PreparedData
 from foldtrain.run.folder import CONFIG, RunFolder
 from foldtrain.track import served_model
 from foldtrain.track.mlflow_tracker import MLflowTracker
+from foldtrain.track.register import describe, label_version, score_tags
 
 log = logging.getLogger(__name__)
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -78,10 +80,19 @@ class ModelLoggingError(RuntimeError):
     """The fold ensemble could not be logged as an MLflow model; the message says why."""
 
 
+@dataclass(frozen=True)
+class LoggedEnsemble:
+    """Where the logged fold ensemble is: its URI and id, and its registered version (name, version) if any."""
+
+    uri: str
+    model_id: str
+    registered: tuple[str, str] | None = None
+
+
 def log_ensemble_model(tracker: MLflowTracker, parent_id: str | None, cfg: Config, folder: RunFolder,
-                       data: PreparedData, folds: list[int]) -> str | None:
-    """Log the fold ensemble on the parent run (registering it as `mlflow.registered_model` when set); returns the
-    model URI, or None when tracking is off.
+                       data: PreparedData, folds: list[int], summary: dict) -> LoggedEnsemble | None:
+    """Log the fold ensemble on the parent run, its scores as tags (registering it as `mlflow.registered_model`
+    when set, the version labelled with the run's scores and recipe); None when tracking is off.
 
     Raises:
         ModelLoggingError: logging failed while the store was reachable; the caller ends the parent as FAILED with
@@ -90,7 +101,7 @@ def log_ensemble_model(tracker: MLflowTracker, parent_id: str | None, cfg: Confi
     if not parent_id or tracker.failed:
         return None
 
-    def log_model() -> str:
+    def log_model() -> LoggedEnsemble:
         import mlflow
         import mlflow.pyfunc
 
@@ -103,12 +114,15 @@ def log_ensemble_model(tracker: MLflowTracker, parent_id: str | None, cfg: Confi
                     name="fold_ensemble", python_model=str(PACKAGE / "track" / "served_model_code.py"),
                     artifacts={"ensemble": str(staged)}, code_paths=[str(PACKAGE)], signature=signature(data.classes),
                     input_example=input_example(data), pip_requirements=requirements(cfg.data.face_crop),
-                    registered_model_name=cfg.mlflow.registered_model)
+                    registered_model_name=cfg.mlflow.registered_model, tags=score_tags(summary))
             finally:
                 mlflow.end_run()
-        log.info("logged the fold ensemble as %s%s", info.model_uri,
-                 f" (registered as {cfg.mlflow.registered_model})" if cfg.mlflow.registered_model else "")
-        return info.model_uri
+        registered = None
+        if cfg.mlflow.registered_model:
+            registered = (cfg.mlflow.registered_model, str(info.registered_model_version))
+            label_version(tracker.client, *registered, summary, describe(cfg, summary))
+        log.info("logged the fold ensemble as %s", info.model_uri)
+        return LoggedEnsemble(info.model_uri, info.model_id, registered)
 
     try:
         return log_model()

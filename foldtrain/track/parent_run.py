@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from foldtrain.config import Config, flatten
 from foldtrain.data.prepare import PreparedData
 from foldtrain.run.folder import FOLDS, OOF, OOF_TTA, SUMMARY, RunFolder
 from foldtrain.track.mlflow_tracker import MLflowTracker
-from foldtrain.track.results import PICTURES, headline
+from foldtrain.track.register import describe
+from foldtrain.track.results import PICTURES
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
+FOLD_TABLE = "fold_scores.json"  # an MLflow table: the artifact view shows it as one
 ARTIFACTS = (SUMMARY, FOLDS, OOF, OOF_TTA, "per_class_f1.csv", *PICTURES)
 
 
@@ -29,12 +33,6 @@ def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: Pr
     return parent
 
 
-def describe(cfg: Config, summary: dict) -> str:
-    """The parent's one-line description."""
-    return (f"{cfg.model.name} at {cfg.data.image_size} px, {len(summary['folds_trained'])} of {cfg.cv.folds} folds: "
-            f"{headline(summary)}")
-
-
 def interval_metrics(summary: dict) -> dict[str, float]:
     """`<key>_ci_low` / `<key>_ci_high` of each interval in the summary (`test_f1_pi_low` / `_high`)."""
     out = {}
@@ -44,19 +42,29 @@ def interval_metrics(summary: dict) -> dict[str, float]:
     return out
 
 
+def fold_table(summary: dict) -> pd.DataFrame:
+    """One row per fold: its F1 at the kept epoch with the interval, and its best and kept epochs (counted from 0,
+    as in metrics.csv)."""
+    rows = []
+    for fold, f1 in summary["fold_f1"].items():
+        low, high = (summary.get("fold_f1_ci") or {}).get(fold) or [None, None]
+        rows.append({"fold": int(fold), "fold_f1": f1, "fold_f1_ci_low": low, "fold_f1_ci_high": high,
+                     "best_epoch": summary["best_epoch"][fold], "kept_epoch": summary["checkpoint_epoch"][fold],
+                     "best_val_f1": summary["best_val_f1"][fold]})
+    return pd.DataFrame(rows)
+
+
 def close_parent(tracker: MLflowTracker, parent: str | None, cfg: Config, folder: RunFolder, summary: dict,
                  failure: str | None = None) -> None:
-    """Scores (per fold with step = fold), description, artifacts, then FINISHED (FAILED, with the reason as the
-    tag `foldtrain.failure`, when a step of the run's end such as model logging failed)."""
+    """Run-level scores (also the logged model's metrics), the folds as a table, description, artifacts, then
+    FINISHED (FAILED, with the reason as the tag `foldtrain.failure`, when a step of the run's end such as model
+    logging failed). No fold's figure is a metric of the parent: the runs table would show the last fold's value
+    as if it were the run's."""
     if not parent:
         return
     tracker.log_metrics(parent, {k: summary[k] for k in SCORES if summary.get(k) is not None}
-                        | interval_metrics(summary))
-    for fold, f1 in summary["fold_f1"].items():
-        ci = (summary.get("fold_f1_ci") or {}).get(fold) or [None, None]
-        per_fold = {"fold_f1": f1, "best_epoch": summary["best_epoch"][fold], "fold_f1_ci_low": ci[0],
-                    "fold_f1_ci_high": ci[1]}
-        tracker.log_metrics(parent, {k: v for k, v in per_fold.items() if v is not None}, step=int(fold))
+                        | interval_metrics(summary), model_id=summary.get("model_id"))
+    tracker.log_table(parent, fold_table(summary), FOLD_TABLE)
     tracker.set_tags(parent, {"mlflow.note.content": describe(cfg, summary),
                               "foldtrain.diagnosis": ", ".join(d["kind"] for d in summary["diagnosis"]) or "ok",
                               # what oof_f1 is: its epoch rule, and whether a fold's own rows chose the epochs

@@ -62,14 +62,32 @@ def planned_folds(session: Session) -> list[int]:
     return list(cfg.cv.only) if cfg.cv.only is not None else list(range(cfg.cv.folds))
 
 
+def finished_earlier(session: Session, folds: list[int]) -> list[int]:
+    """Folds a resumed run finished before (none unless resuming)."""
+    if not session.cfg.train.resume:
+        return []
+    return [f for f in folds if read_result(session.folder.fold(f)).get("finished")]
+
+
 def unfinished(session: Session, folds: list[int]) -> list[int]:
     """Folds without a finished result (all of them unless resuming)."""
-    if not session.cfg.train.resume:
-        return folds
-    done = [f for f in folds if read_result(session.folder.fold(f)).get("finished")]
+    done = finished_earlier(session, folds)
     for fold in done:
         log.info("fold %d: finished earlier, kept as is", fold)
     return [f for f in folds if f not in done]
+
+
+def epochs_ahead(session: Session, folds: list[int]) -> dict[int, int]:
+    """The fits this process will run, with their planned epochs (`{fold: epochs}`, -1 the all-data model): what
+    the time left of a run is counted on."""
+    cfg, accelerator = session.cfg, session.accelerator
+    done = finished_earlier(session, folds)
+    todo = [f for f in folds if f not in done]
+    mine = todo if cfg.cv.parallel == "ddp" else assigned(todo, accelerator)
+    ahead = dict.fromkeys(mine, cfg.train.epochs)
+    if cfg.cv.full_fit and (cfg.cv.parallel == "ddp" or accelerator.is_main_process):
+        ahead[-1] = cfg.train.epochs  # at most: `full_fit_epochs` settles it once the folds are done
+    return ahead
 
 
 def fold_spec(session: Session, fold: int) -> FitSpec:

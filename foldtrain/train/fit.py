@@ -177,9 +177,7 @@ class FoldFit:
             rec.val_f1 = metrics.macro_f1(val.labels, val.scores.argmax(1), len(self.s.data.classes))
             rec.val_acc = metrics.accuracy(val.labels, val.scores.argmax(1))
         progress.updates = self.counter.updates
-        improved = progress.record(rec)
-        log.info("%s epoch %d: %s (%.1fs)", self.spec.name, epoch,
-                 " ".join(f"{k} {v:.4f}" for k, v in rec.metrics().items() if k != "lr"), rec.seconds)
+        improved = progress.record(rec)  # the epoch's line is the `ConsoleProgress` hook's
         if self.place.is_writer:
             self.checkpoints.after_epoch(progress, improved, lambda: self.eval_net.state_dict(), val)
 

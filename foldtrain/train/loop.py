@@ -6,12 +6,20 @@ losses accumulate on the device and cross to the host once per epoch, so the GPU
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
+
+
+def bar_disabled(accelerator: Accelerator) -> bool | None:
+    """tqdm's `disable`: no bar on other processes or under TQDM_DISABLE (`--quiet` sets it); None lets tqdm hide
+    it when the output is not a terminal (a log file)."""
+    return True if not accelerator.is_local_main_process or os.environ.get("TQDM_DISABLE") else None
+
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 Gather = Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]
@@ -48,7 +56,7 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer, loss_fn: Callable
     loss_sum = torch.zeros((), device=accelerator.device)
     seen = torch.zeros((), device=accelerator.device)
     for images, labels, _ in tqdm(loader, desc=description, leave=False,
-                                  disable=not accelerator.is_local_main_process or None):
+                                  disable=bar_disabled(accelerator)):
         with accelerator.accumulate(model):
             labels = labels.to(accelerator.device, non_blocking=True)
             inputs, targets = batch_prep(images, labels)
@@ -88,7 +96,7 @@ def predict(model: torch.nn.Module, loader, normalize: Callable, accelerator: Ac
     model.eval()
     scores_all, labels_all, rows_all = [], [], []
     for images, labels, rows in tqdm(loader, desc=description, leave=False,
-                                     disable=not accelerator.is_local_main_process or None):
+                                     disable=bar_disabled(accelerator)):
         with accelerator.autocast():
             scores = class_scores(model(normalize(images))).float()
         scores, labels, rows = gather((scores, labels.to(scores.device), rows.to(scores.device)))

@@ -78,11 +78,11 @@ def test_eval_images_are_explained_by_every_fold(tmp_path: Path, demo_root: Path
                         "data.num_workers=0", "run.name=masks", f"mlflow.tracking_uri=sqlite:///{tmp_path}/m.db"],
                        cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    out = tmp_path / "eval-cams"
+    out = tmp_path / "runs" / "masks" / "cams-eval"  # the default --out: nothing lands in the working folder
     explained = run_module("ensemble.explain", ["--run", str(tmp_path / "runs" / "masks"), "--data",
-                                                str(demo_root / "eval"), "--n", "5", "--head", "mask", "--out",
-                                                str(out)], cwd=tmp_path)
+                                                str(demo_root / "eval"), "--n", "5", "--head", "mask"], cwd=tmp_path)
     assert explained.returncode == 0, explained.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.db", "mlartifacts", "runs"]
     submission = tmp_path / "sub.csv"
     predicted = run_module("ensemble.predict", ["--run", str(tmp_path / "runs" / "masks"), "--data",
                                                 str(demo_root / "eval"), "--out", str(submission)], cwd=tmp_path)

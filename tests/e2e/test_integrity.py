@@ -92,7 +92,7 @@ def temp_files(folder: Path) -> list[Path]:
 def test_sigterm_says_where_it_stopped_and_how_to_go_on(interrupted):
     run, result = interrupted
     assert result.returncode == 128 + signal.SIGTERM and no_traceback(result)
-    assert "interrupted after fold 0 epoch" in result.stderr and "train.resume=true" in result.stderr
+    assert "interrupted after fold 1/3 epoch" in result.stderr and "train.resume=true" in result.stderr
     assert not temp_files(run)
 
 
@@ -243,7 +243,7 @@ def test_ctrl_c_says_how_to_resume(work):
     os.kill(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in err
-    assert "interrupted after fold 0 epoch" in err and "train.resume=true" in err
+    assert "interrupted after fold 1/3 epoch" in err and "train.resume=true" in err
 
 
 def test_a_resume_after_config_yaml_was_deleted_still_keeps_the_recipe(work, interrupted):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,7 @@ def tracked(demo_root: Path, tmp_path_factory) -> dict:
                        "data.max_pixels=20000000"], cwd=work,
                       MLFLOW_TRACKING_URI=uri)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"work": work, "store": store, "uri": uri, "run": work.parent / "runs" / "bars"}
+    return {"work": work, "store": store, "uri": uri, "run": work.parent / "runs" / "bars", "log": result.stderr}
 
 
 def children(client: MlflowClient, parent_id: str) -> list:
@@ -55,16 +56,60 @@ def test_store_is_self_contained_and_runs_carry_context(tracked: dict):
     assert parent.info.artifact_uri.startswith((tracked["store"] / "mlartifacts").as_uri())
     assert parent.data.params["mlflow.tracking_uri"] == tracked["uri"]
     assert parent.inputs.dataset_inputs and parent.data.tags["mlflow.note.content"].startswith("resnet10t")
-    assert [m.step for m in client.get_metric_history(parent.info.run_id, "fold_f1")] == [0, 1, 2]
+    # no fold's figure poses as the run's: the folds are a table artifact and metrics of their own runs
+    assert not {"fold_f1", "best_epoch", "fold_f1_ci_low"} & set(parent.data.metrics)
+    assert parent.data.metrics["oof_f1"] == pytest.approx(summary["oof_f1"])
+    assert "fold_scores.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     folds = sorted(children(client, parent.info.run_id), key=lambda r: int(r.data.tags["fold"]))
     assert [r.data.tags["fold"] for r in folds] == ["0", "1", "2"]
-    for run in folds:
+    assert [r.info.run_name for r in folds] == ["fold0", "fold1", "fold2"]
+    for k, run in enumerate(folds):
         assert run.data.tags.get("mlflow.source.name") and run.data.params["model.name"] == "resnet10t"
         assert {"best_val_f1", "best_epoch"} <= set(run.data.metrics) and run.inputs.dataset_inputs
+        assert run.data.metrics["fold_f1"] == pytest.approx(summary["fold_f1"][str(k)])
+        note = run.data.tags["mlflow.note.content"]
+        assert note.startswith(f"fold {k + 1}/3: 2 of 2 epochs") and f"F1 {summary['fold_f1'][str(k)]:.4f}" in note
     for before, after in zip(folds, folds[1:], strict=False):
         assert before.info.end_time <= after.info.start_time  # fold k+1 starts after fold k ends
+
+
+def test_the_log_counts_epochs_and_time_left_and_ends_with_the_ui_address(tracked: dict):
+    lines = tracked["log"].splitlines()
+    epochs = [line for line in lines if re.search(r"fold \d/3 epoch \d/2: ", line)]
+    assert len(epochs) == 6 and "fold 1/3 epoch 1/2" in epochs[0] and "fold 3/3 epoch 2/2" in epochs[-1]
+    assert all(re.search(r"\| \d+:\d\d in, fold ~\d+:\d\d left, run ~\d+:\d\d left$", line) for line in epochs)
+    assert "Downloading artifacts" not in tracked["log"]  # MLflow's progress bars stay off during a run
+    done = next(i for i, line in enumerate(lines) if "foldtrain: done: oof_f1" in line)
+    assert "runs/bars" in lines[done] and "90% intervals" in lines[done]
+    assert re.search(r"MLflow: run `mlflow ui --backend-store-uri sqlite:///.+` and open http://127\.0\.0\.1:5000/"
+                     r"#/experiments/\d+/runs/[0-9a-f]{32}\?workflowType=machine_learning$", lines[done + 1])
+    assert lines[done + 2].endswith("registered model: bars-mask version 1 (models:/bars-mask/1)")
+
+
+def test_the_logged_model_and_its_registered_version_carry_the_scores(tracked: dict):
+    summary = json.loads((tracked["run"] / "summary.json").read_text())
+    assert summary["registered_model"] == {"name": "bars-mask", "version": "1"}
+    client = MlflowClient(tracking_uri=tracked["uri"])
+    model = client.get_logged_model(summary["model_id"])
+    metrics = {m.key: m.value for m in model.metrics}
+    assert metrics["oof_f1"] == pytest.approx(summary["oof_f1"])
+    assert metrics["oof_f1_honest_ci_low"] == pytest.approx(summary["oof_f1_honest_ci"][0])
+    version = client.get_model_version("bars-mask", "1")
+    assert version.tags["oof_f1"] == f"{summary['oof_f1']:.4f} [{summary['oof_f1_ci'][0]:.3f}, " \
+                                     f"{summary['oof_f1_ci'][1]:.3f}]"
+    assert version.tags["oof_f1_honest"].startswith(f"{summary['oof_f1_honest']:.4f} [")
+    assert version.description.startswith("resnet10t at 32 px, 3 of 3 folds, 2 epochs, TTA hflip: oof_f1 ")
+
+
+def test_an_already_trained_run_is_registered_from_the_command_line(tracked: dict):
+    result = run_module("foldtrain.track.register", [str(tracked["run"]), "bars-later"], cwd=tracked["work"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "as bars-later version 1: models:/bars-later/1" in result.stdout
+    summary = json.loads((tracked["run"] / "summary.json").read_text())
+    version = MlflowClient(tracking_uri=tracked["uri"]).get_model_version("bars-later", "1")
+    assert version.tags["oof_f1"].startswith(f"{summary['oof_f1']:.4f} [") and version.description
 
 
 def test_served_model_answers_with_the_classes_of_ensemble_predict(tracked: dict, demo_root: Path):
@@ -153,3 +198,71 @@ def test_the_served_model_bounds_what_one_request_can_cost(tracked: dict, tmp_pa
     # the bomb (432 MB as RGB) was never decoded: the requests add next to nothing to the loaded model's peak
     loaded = int(next(line for line in lines if line.startswith("loaded_mb")).split()[-1])
     assert int(lines[-1].split()[-1]) - loaded < 100
+
+
+def chromium() -> str:
+    """A headless-capable Chromium, or skip: the browser check needs Debian's `chromium` and `playwright`."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    found = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
+                  if shutil.which(name)), None)
+    if not found:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    return found
+
+
+def wait_for(url: str, server: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while True:
+        assert server.poll() is None and time.time() < deadline, f"{url} did not come up"
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(1)
+
+
+def test_the_mlflow_ui_shows_the_run_its_folds_curves_and_scored_model(tracked: dict):
+    """A real `mlflow ui` on the finished run, opened at the address the log ends with, in headless Chromium."""
+    executable = chromium()
+    from playwright.sync_api import sync_playwright
+
+    address = re.search(r"open (http://\S+)", next(line for line in tracked["log"].splitlines()
+                                                    if "MLflow: run `mlflow ui" in line)).group(1)
+    port = free_port()
+    address = address.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
+    summary = json.loads((tracked["run"] / "summary.json").read_text())
+    client = MlflowClient(tracking_uri=tracked["uri"])
+    description = client.get_run(json.loads((tracked["run"] / "tracking.json").read_text())["parent_id"]) \
+        .data.tags["mlflow.note.content"]
+    env = cli_env(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracked["uri"],
+                               "-h", "127.0.0.1", "-p", str(port)], cwd=tracked["work"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(address)
+            page.get_by_text(description[:60]).first.wait_for()  # the parent's description
+            # the Model-training view: its side bar has the registry, the GenAI one has observability pages
+            sidebar = page.locator("aside").inner_text()
+            assert "Model registry" in sidebar and "Observability" not in sidebar
+            for k in range(3):  # the fold runs, by their short names
+                page.get_by_role("link", name=f"fold{k}", exact=True).first.wait_for()
+            # the run-level scores are the logged model's metrics
+            metrics = page.get_by_role("row").filter(has_text="oof_f1_honest_ci_low")
+            metrics.first.wait_for()
+            assert "fold_ensemble" in metrics.first.inner_text()
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("learning_curves.png").first.click()
+            page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') "
+                                   "&& i.naturalWidth > 500)")
+            # the registered version shows the run's oof_f1
+            page.goto(f"http://127.0.0.1:{port}/#/models/bars-mask/versions/1?workflowType=machine_learning")
+            page.get_by_text(f"{summary['oof_f1']:.4f} [").first.wait_for()
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

@@ -32,7 +32,7 @@ def test_only_foldtrains_own_errors_print_as_one_line(raised: str, one_line: boo
     code = ("import sys\n"
             "from foldtrain import main\n"
             "from foldtrain.user_error import UserError\n"
-            "def train(cfg, status):\n"
+            "def train(cfg, status, quiet):\n"
             f"    raise {raised}\n"
             "main.train = train\n"
             "sys.exit(main.main(['run.name=x']))\n")
