@@ -13,6 +13,7 @@ from sklearn.metrics import f1_score
 
 from foldtrain.demo import generate_demo
 from foldtrain.model.weights import read_metadata
+from foldtrain.track.diagnosis import diagnose
 from tests.conftest import accelerate_launch, run_module
 
 pytestmark = pytest.mark.slow
@@ -127,20 +128,28 @@ def test_corrupt_image_is_named_by_the_cli(demo_root: Path, tmp_path: Path):
     assert any(bad.parent.name in line and bad.name in line for line in errors), result.stderr[-3000:]
 
 
-def test_a_short_run_is_diagnosed_as_under_trained(tmp_path: Path):
-    # The default recipe (5 folds, resnet10t at 96 px) stopped at 4 epochs on 60 persons: still learning.
-    root = generate_demo(tmp_path / "data", persons=60, seed=11)
+def test_the_diagnosis_reaches_the_log_the_summary_and_mlflow(tmp_path: Path):
+    """What the folds' curves say is reported everywhere alike. The curves are read back from the run's own
+    metrics.csv: which folds a given CPU's arithmetic leaves under-trained is no fixed fact (a run that found 3 of 5
+    on one machine found 2 on another), so the detection itself is tested on constructed curves (test_diagnosis)."""
+    root = generate_demo(tmp_path / "data", persons=30, seed=11)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = accelerate_launch([f"data.root={root}", "train.epochs=4", "data.num_workers=0", "run.name=short",
-                                f"mlflow.tracking_uri={uri}", "mlflow.log_model=false"], cwd=tmp_path)
+    result = accelerate_launch([f"data.root={root}", "train.epochs=4", "data.image_size=48", "cv.folds=3",
+                                "data.num_workers=0", "run.name=short", f"mlflow.tracking_uri={uri}",
+                                "mlflow.log_model=false"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     run = tmp_path / "runs" / "short"
     summary = json.loads((run / "summary.json").read_text())
-    kinds = {finding["kind"]: finding for finding in summary["diagnosis"]}
-    assert "under-trained" in kinds and len(kinds["under-trained"]["folds"]) >= 3
-    assert "train.epochs" in result.stderr and "WARNING" in result.stderr
-    assert {"oof_f1_honest", "oof_f1_last", "oof_f1_best"} <= set(summary)
+    curves = {k: pd.read_csv(run / f"fold{k}" / "metrics.csv") for k in range(3)}
+    # learning happened, by a margin no floating-point path crosses (the loss falls by about a third)
+    assert all(c["train_loss"].iloc[-1] < 0.95 * c["train_loss"].iloc[0] for c in curves.values())
+    assert summary["diagnosis"] == json.loads(json.dumps(diagnose(curves, 18)))
+    warnings = [line for line in result.stderr.splitlines() if "WARNING foldtrain" in line]
+    for finding in summary["diagnosis"]:
+        assert any(finding["advice"] in line for line in warnings), finding
     client = MlflowClient(tracking_uri=uri)
     parent = client.get_run(json.loads((run / "tracking.json").read_text())["parent_id"])
-    assert "under-trained" in parent.data.tags["foldtrain.diagnosis"]
+    kinds = ", ".join(finding["kind"] for finding in summary["diagnosis"]) or "ok"
+    assert parent.data.tags["foldtrain.diagnosis"] == kinds
+    assert {"oof_f1_honest", "oof_f1_last", "oof_f1_best"} <= set(summary)
     assert "learning_curves.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
