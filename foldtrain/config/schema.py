@@ -113,7 +113,8 @@ class DataConfig:
     num_workers: int = key(-1, "loader workers per process (-1: none on CPU, cores per process - 1 on GPU)",
                            number(-1, MAX_WORKERS))
     age_bins: list[int] = key([30, 60], "age group cut points of the competition layout", AGE_BINS)
-    label_fixes: str | None = key(None, "CSV id,fix (to_male, to_female, swap_incorrect_normal)")
+    label_fixes: str | None = key(None, "CSV id,fix (to_male, to_female, swap_incorrect_normal, age_group=0|1|2; "
+                                            "several rows per id allowed)")
     normalize: str = key("model", "model (timm's mean/std), imagenet, or dataset (measured on each fold's training "
                          "images)", one_of(NORMALIZATIONS))
     follow_symlinks: bool = key(False, "accept image symlinks that point outside data.root")

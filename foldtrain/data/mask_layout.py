@@ -16,7 +16,7 @@ from foldtrain.data.paths import check_inside, inside_root
 from foldtrain.data.tables import LayoutError, Table, read_csv_file
 
 MASK_COLUMNS = ("id", "gender", "race", "age", "path")
-LABEL_FIXES = ("to_male", "to_female", "swap_incorrect_normal")
+LABEL_FIXES = ("to_male", "to_female", "swap_incorrect_normal", "age_group=0", "age_group=1", "age_group=2")
 
 
 def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS,
@@ -48,14 +48,15 @@ def read_mask(root: Path, age_bins: tuple[int, int] = labels.DEFAULT_AGE_BINS,
     rows = []
     for index, (pid, person, gender, age) in enumerate(zip(persons["id"], persons["path"], persons["gender"],
                                                            ages.astype(int), strict=True)):
-        fix = fixes.get(_id_key(pid))
-        gender = {"to_male": "male", "to_female": "female"}.get(fix, gender)
+        fix = fixes.get(_id_key(pid), set())
+        gender = "male" if "to_male" in fix else "female" if "to_female" in fix else gender
+        age = fixed_age(int(age), fix, age_bins)
         folder = inside_root(images_dir, person, csv_path, index + 1, follow_symlinks)
         if not folder.is_dir():
             raise LayoutError(f"person folder missing: {folder} (listed in {csv_path}); restore it or drop its row")
         photos = person_photos(folder, follow_symlinks)
         for stem, mask in labels.MASK_BY_STEM.items():
-            if fix == "swap_incorrect_normal" and mask in (1, 2):
+            if "swap_incorrect_normal" in fix and mask in (1, 2):
                 mask = 3 - mask
             rows.append({"path": photos[stem].relative_to(root).as_posix(), "person": person, "mask": mask,
                          "gender": labels.GENDER_BY_NAME[gender], "age": int(age)})
@@ -86,8 +87,19 @@ def person_photos(folder: Path, follow_symlinks: bool = False) -> dict[str, Path
     return photos
 
 
-def read_label_fixes(path: Path, known_ids: pd.Series) -> dict[str, str]:
-    """`{person id: fix}` from a CSV `id,fix`; unknown ids or fixes are errors naming them."""
+def fixed_age(age: int, fix: set[str], age_bins: tuple[int, int]) -> int:
+    """The age after an `age_group=K` fix: the age in group K nearest the recorded one (29, 30 or 60 for a recorded
+    age outside the group, with cuts [30, 60]), so the fix moves a person across a cut and no further."""
+    group = next((int(f.split("=")[1]) for f in fix if f.startswith("age_group=")), None)
+    if group is None:
+        return age
+    low, high = age_bins
+    return {0: min(age, low - 1), 1: min(max(age, low), high - 1), 2: max(age, high)}[group]
+
+
+def read_label_fixes(path: Path, known_ids: pd.Series) -> dict[str, set[str]]:
+    """`{person id: fixes}` from a CSV `id,fix` (a person may have several rows: a gender, an age group and a swap);
+    unknown ids or fixes and contradicting fixes are errors naming them."""
     table = read_csv_file(path, dtype={"id": str})
     if list(table.columns[:2]) != ["id", "fix"]:
         raise LayoutError(f"{path} must have the columns id,fix (fix one of {', '.join(LABEL_FIXES)})")
@@ -98,7 +110,13 @@ def read_label_fixes(path: Path, known_ids: pd.Series) -> dict[str, str]:
     unknown = [i for i in table["id"] if _id_key(i) not in known]
     if unknown:
         raise LayoutError(f"{path}: ids not in train.csv: {unknown[:5]}")
-    return {_id_key(i): fix for i, fix in zip(table["id"], table["fix"], strict=True)}
+    fixes: dict[str, set[str]] = {}
+    for pid, fix in zip(table["id"], table["fix"].astype(str), strict=True):
+        kind = "gender" if fix.startswith("to_") else fix.split("=")[0]
+        if any(("gender" if f.startswith("to_") else f.split("=")[0]) == kind for f in fixes.get(_id_key(pid), ())):
+            raise LayoutError(f"{path}: person {pid} has two {kind} fixes; keep one row per kind of fix")
+        fixes.setdefault(_id_key(pid), set()).add(fix)
+    return fixes
 
 
 def _id_key(value) -> str:

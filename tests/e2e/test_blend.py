@@ -206,3 +206,12 @@ def test_two_predicts_writing_one_file_each_log_their_own_bytes(runs: dict, tmp_
         assert logged.read_bytes() == own[name].read_bytes()
     assert shared.read_bytes() in (own["a"].read_bytes(), own["b"].read_bytes())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shared.csv")]
+
+
+def test_a_blend_is_audited_on_its_combined_scores(runs: dict, blended: Path):
+    result = run_module("ensemble.audit", ["--blend", str(blended)], cwd=runs["work"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "views)" in result.stderr and "blend of 2 runs" in result.stderr
+    issues = pd.read_csv(blended.parent / "audit" / "label_issues.csv")
+    assert list(issues.columns) == ["person", "kind", "given", "suggested", "score", "images"]
+    assert (blended.parent / "audit" / "duplicates.csv").is_file()
