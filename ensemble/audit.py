@@ -107,9 +107,10 @@ def draw_suspects(issues: pd.DataFrame, root: Path, out: Path, max_persons: int 
             if c < len(paths):
                 ax.imshow(decode_resized(inside_root(root, paths[c], "label_issues.csv", r + 1), (128, 96)))
                 ax.set_title(Path(paths[c]).stem, fontsize=7)
-        axes[r][0].text(0, -0.35, f"{issue.person}  {issue.kind}: {issue.given} -> {issue.suggested}  "
-                                  f"(score {issue.score:.2f})", transform=axes[r][0].transAxes, fontsize=8)
-    fig.subplots_adjust(hspace=0.6)
+        axes[r][0].text(0, 1.22, f"{issue.person}  {issue.kind}: {issue.given} -> {issue.suggested}  "
+                                 f"(score {issue.score:.2f})", transform=axes[r][0].transAxes, fontsize=8,
+                        va="bottom", fontweight="bold")
+    fig.subplots_adjust(hspace=0.75, top=1 - 0.5 / len(top), bottom=0.02)
     fig.savefig(out, dpi=80)
     plt.close(fig)
 
