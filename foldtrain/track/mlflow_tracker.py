@@ -25,10 +25,14 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the U
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
-    """The tracking URI in use: `mlflow.tracking_uri`, else `MLFLOW_TRACKING_URI`, else MLflow's default."""
+    """The tracking URI in use: `mlflow.tracking_uri`, else `MLFLOW_TRACKING_URI`, else MLflow's default; a SQLite
+    file as an absolute path, so the URI recorded in tracking.json and the params still finds the store from another
+    working folder (prediction, registration, the UI)."""
     import mlflow
 
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    db = db_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None and not db.is_absolute() else uri
 
 
 def artifact_location(uri: str) -> str | None:

@@ -25,3 +25,17 @@ def test_score_tags_name_each_figure_with_its_interval():
                                 "oof_f1_ci": [0.41, 0.6], "oof_f1_honest": None})
     assert tags["oof_f1"] == "0.5123 [0.410, 0.600]" and tags["oof_f1_honest"] == "n/a"
     assert tags["ci_level"] == "90%" and tags["oof_rule"] == "last"
+
+
+def test_a_relative_sqlite_store_is_recorded_absolute_and_the_ui_address_opens_model_training(tmp_path: Path,
+                                                                                              monkeypatch):
+    from foldtrain.track.mlflow_tracker import resolve_tracking_uri, ui_address
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert ui_address("http://host:8080/", "3", "abc") == \
+        "open http://host:8080/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert ui_address("sqlite:///mlflow.db", "1", "abc").startswith(
+        f"run `mlflow ui --backend-store-uri sqlite:///{tmp_path.resolve() / 'mlflow.db'}` and open "
+        "http://127.0.0.1:5000/#/experiments/1/runs/abc?workflowType=machine_learning")
