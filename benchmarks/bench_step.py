@@ -1,6 +1,6 @@
 """Per-step cost of foldtrain's Accelerate loop against a plain PyTorch loop on the same model and data.
 
-    python benchmarks/bench_step.py [--rounds 6] [--steps 30] [--warmup 5] [--data DIR]
+    python benchmarks/bench_step.py [--rounds 6] [--steps 30] [--warmup 5] [--data DIR] [--precision]
 
 Both loops train resnet10t (18 classes) on batches of 32 uint8 96x96 images held in memory (synthetic: the loop,
 not the decoding, is measured; --data is accepted for a uniform command line and ignored), read through a
@@ -10,6 +10,10 @@ as foldtrain builds it), so only the loop around the step differs.
 - ours: `foldtrain.train.loop.train_one_epoch` on `Accelerator(cpu=True).prepare(...)`d objects, with the timm
   cosine schedule foldtrain steps every update (everything a real epoch does);
 - plain: `loss = ce(model(x), y); loss.backward(); opt.step(); opt.zero_grad()`.
+
+With `--precision`, foldtrain's loop runs against itself instead: fp32 against bf16 autocast on the CPU (the
+autocast `accelerate launch --mixed_precision bf16` turns on: `torch.autocast("cpu", torch.bfloat16)` around
+the step; the weights, optimizer and loss stay fp32).
 
 A step's time is the gap between two batches leaving the loader, so data loading, the step and any per-step
 bookkeeping are all inside it. After `--warmup` steps per loop, short epochs of the two loops alternate (`--steps`
@@ -98,6 +102,18 @@ def ours_runner(steps: int):
     return run_epoch, clock
 
 
+def bf16_runner(steps: int):
+    """foldtrain's loop under the CPU autocast of Accelerate's bf16 mixed precision. One process holds one
+    Accelerate state, so the autocast is entered here rather than through a second Accelerator."""
+    run_epoch, clock = ours_runner(steps)
+
+    def run_bf16_epoch() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            run_epoch()
+
+    return run_bf16_epoch, clock
+
+
 def plain_runner(steps: int):
     """An epoch function for the textbook loop."""
     model, normalize = fresh_model()
@@ -122,12 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="alternating epochs per loop")
     parser.add_argument("--steps", type=int, default=30, help="measured steps per loop, spread over the rounds")
     parser.add_argument("--warmup", type=int, default=5, help="steps dropped from the first epoch of each loop")
+    parser.add_argument("--precision", action="store_true", help="fp32 against bf16 autocast, both foldtrain's loop")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as foldtrain's entry does; both loops share this process and the setting
 
     # Short epochs alternate often, so a burst of background load lands on both loops rather than on one epoch.
     per_epoch = max(1, -(-args.steps // args.rounds))
-    runners = {"ours": ours_runner(1 + per_epoch), "plain": plain_runner(1 + per_epoch)}
+    if args.precision:
+        runners = {"fp32": ours_runner(1 + per_epoch), "bf16": bf16_runner(1 + per_epoch)}
+    else:
+        runners = {"ours": ours_runner(1 + per_epoch), "plain": plain_runner(1 + per_epoch)}
+    first, second = runners
     for run_epoch, clock in runners.values():  # warm-up epochs: first-call allocations, oneDNN kernel choice
         for _ in range(-(-args.warmup // (1 + per_epoch))):
             run_epoch()
@@ -143,17 +164,21 @@ def main(argv: list[str] | None = None) -> None:
             steps[name] += taken
             round_median[name] = common.median(taken)
             print(f"  round {r + 1}/{args.rounds} {name}: median step {round_median[name] * 1e3:.1f} ms", flush=True)
-        ratios.append(round_median["ours"] / round_median["plain"])
+        ratios.append(round_median[first] / round_median[second])
 
     med = {name: common.median(values) for name, values in steps.items()}
     rows = [[name, len(steps[name]), f"{med[name] * 1e3:.1f}", common.spread([s * 1e3 for s in steps[name]]),
              f"{BATCH / med[name]:.0f}"] for name in runners]
     print()
     print(common.markdown_table(["loop", "steps", "median ms/step", "range (ms)", "images/s"], rows))
-    overhead = (med["ours"] / med["plain"] - 1) * 100
+    overhead = (med[first] / med[second] - 1) * 100
     paired = (common.median(ratios) - 1) * 100
-    print(f"\noverhead of ours vs plain: {overhead:+.1f}% on the step medians, {paired:+.1f}% as the median of "
-          f"per-round paired ratios ({', '.join(f'{(x - 1) * 100:+.1f}%' for x in ratios)}); target within 5%")
+    print(f"\n{first} vs {second}: {overhead:+.1f}% on the step medians, {paired:+.1f}% as the median of "
+          f"per-round paired ratios ({', '.join(f'{(x - 1) * 100:+.1f}%' for x in ratios)})"
+          + ("" if args.precision else "; target within 5%"))
+    if args.precision:
+        print(f"bf16 speed-up: {med['fp32'] / med['bf16']:.2f}x on the step medians, "
+              f"{common.median(ratios):.2f}x as the median of per-round paired ratios")
     print(f"{MODEL}, {CLASSES} classes, batch {BATCH} at {SIZE}x{SIZE}, AdamW, {args.rounds} alternating epochs of "
           f"{per_epoch} measured steps each after {args.warmup} warm-up steps")
     print(common.machine())

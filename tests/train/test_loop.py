@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -16,10 +17,10 @@ from foldtrain.train.placement import Alone, Shared
 
 @pytest.fixture
 def make_accelerator():
-    def make(grad_accum: int = 1) -> Accelerator:
+    def make(grad_accum: int = 1, mixed_precision: str = "no") -> Accelerator:
         AcceleratorState._reset_state(True)
         GradientState._reset_state()
-        return Accelerator(cpu=True, gradient_accumulation_steps=grad_accum)
+        return Accelerator(cpu=True, gradient_accumulation_steps=grad_accum, mixed_precision=mixed_precision)
 
     yield make
     AcceleratorState._reset_state(True)
@@ -129,3 +130,38 @@ def test_predict_returns_every_row_once_in_order(make_accelerator):
     assert scores.shape == (12, 3) and rows.tolist() == list(range(12))
     assert (labels == targets.numpy()).all()
     assert torch.allclose(torch.from_numpy(scores), model(inputs), atol=1e-6)
+
+
+@pytest.mark.parametrize("batches_per_epoch, grad_accum, expected", [(8, 1, 8), (8, 4, 2), (8, 3, 3)])
+def test_bf16_autocast_on_cpu_trains_fp32_master_weights(make_accelerator, batches_per_epoch, grad_accum, expected):
+    """`--mixed_precision bf16` on a CPU: the forward runs in bf16 under autocast, the weights, their updates and
+    the loss stay fp32, and accumulation counts updates as in fp32."""
+    accelerator = make_accelerator(grad_accum, "bf16")
+    model = tiny_model()
+    seen = []
+    model[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, counter, updates = fit_epoch(accelerator, model, batches(batches_per_epoch))
+    assert set(seen) == {torch.bfloat16}  # autocast really ran the layers in bf16
+    assert counter.updates == expected and updates == list(range(1, expected + 1))
+    assert math.isfinite(loss) and loss > 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bf16_accumulated_update_equals_one_big_batch(make_accelerator):
+    accumulated, single = tiny_model(), tiny_model()
+    fit_epoch(make_accelerator(4, "bf16"), accumulated, batches(4))
+    fit_epoch(make_accelerator(1, "bf16"), single, batches(1, size=16))
+    for a, b in zip(accumulated.parameters(), single.parameters(), strict=True):
+        # bf16 keeps 8 bits of mantissa: the two sums round differently (3.7e-5 here), far below an update
+        assert torch.allclose(a, b, atol=5e-4), (a - b).abs().max()  # an update here is ~8e-3
+
+
+def test_bf16_predictions_come_back_fp32(make_accelerator):
+    accelerator = make_accelerator(1, "bf16")
+    model = tiny_model()
+    data = batches(3)
+    scores, _, rows = predict(model, data, lambda x: x, accelerator)
+    assert scores.dtype == np.float32 and rows.tolist() == list(range(12))
+    assert torch.allclose(torch.from_numpy(scores), model(data.dataset.tensors[0]), atol=5e-2)

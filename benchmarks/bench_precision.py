@@ -1,0 +1,90 @@
+"""The README's main job in fp32 and in bf16 on the CPU: whole-job time, out-of-fold and eval macro F1.
+
+    python benchmarks/bench_precision.py [--seeds 0 1] [--styles uniform varied] [--persons 60] [--epochs 10]
+                                         [--out /tmp/bench_precision]
+
+For each seed and demo style, the same 5-fold job (resnet10t, 96 px, the default recipe) runs through
+`accelerate launch --config_file launch/accelerate/cpu.yaml` and `.../cpu_bf16.yaml`, the two interleaved so load
+that drifts lands on both; each job's wall time includes start-up, and the eval F1 is `ensemble.predict` on the
+set's eval images against eval_truth.csv. The data seed and the split/training seed are the same number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import common  # noqa: E402
+from foldtrain.demo import generate_demo  # noqa: E402
+
+PRESETS = {"fp32": "cpu.yaml", "bf16": "cpu_bf16.yaml"}
+
+
+def job(root: Path, work: Path, name: str, preset: str, seed: int, epochs: int) -> tuple[float, Path]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "launch" / "accelerate" / preset), str(REPO / "foldtrain" / "main.py"), "-q",
+           f"data.root={root}", f"train.epochs={epochs}", f"run.name={name}", f"cv.seed={seed}", f"train.seed={seed}",
+           f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}", "mlflow.log_model=false"]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=work, check=True, capture_output=True)
+    return time.perf_counter() - start, work / "runs" / name
+
+
+def eval_f1(run: Path, root: Path) -> float:
+    from sklearn.metrics import f1_score
+
+    out = run / "submission.csv"
+    subprocess.run([sys.executable, "-m", "ensemble.predict", "--run", str(run), "--out", str(out)], cwd=REPO,
+                   check=True, capture_output=True)
+    truth = pd.read_csv(root / "eval_truth.csv").set_index("ImageID")["ans"]
+    sub = pd.read_csv(out).set_index("ImageID")["ans"]
+    return float(f1_score(truth.loc[sub.index], sub, average="macro"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--styles", nargs="+", default=["uniform", "varied"])
+    parser.add_argument("--persons", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_precision"))
+    args = parser.parse_args()
+    rows = []
+    for style in args.styles:
+        for seed in args.seeds:
+            work = args.out / f"{style}-{seed}"
+            work.mkdir(parents=True, exist_ok=True)
+            root = generate_demo(work / "data", persons=args.persons, seed=seed, style=style)
+            order = list(PRESETS) if seed % 2 == 0 else list(PRESETS)[::-1]  # alternate who goes first
+            for precision in order:
+                seconds, run = job(root, work, f"{precision}-{time.time_ns()}", PRESETS[precision], seed, args.epochs)
+                summary = json.loads((run / "summary.json").read_text())
+                row = {"style": style, "seed": seed, "precision": precision, "seconds": round(seconds, 1),
+                       "oof_f1": round(summary["oof_f1"], 4), "eval_f1": round(eval_f1(run, root), 4),
+                       "mixed_precision": summary["mixed_precision"]}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    (args.out / "results.json").write_text(table.to_json(orient="records", indent=1))
+    print()
+    print(common.markdown_table(list(table.columns), table.values.tolist()))
+    wide = table.pivot_table(index=["style", "seed"], columns="precision", values=["seconds", "oof_f1", "eval_f1"])
+    speedup = common.median((wide["seconds"]["fp32"] / wide["seconds"]["bf16"]).tolist())
+    print(f"\nbf16 speed-up (whole job): {speedup:.2f}x (median of {len(wide)} pairs); F1 bf16 - fp32: oof "
+          f"{(wide['oof_f1']['bf16'] - wide['oof_f1']['fp32']).round(3).tolist()}, eval "
+          f"{(wide['eval_f1']['bf16'] - wide['eval_f1']['fp32']).round(3).tolist()}")
+    print(common.machine())
+
+
+if __name__ == "__main__":
+    main()
