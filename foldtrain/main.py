@@ -26,7 +26,7 @@ from foldtrain.config.schema import DataConfig  # noqa: E402
 log = logging.getLogger("foldtrain")
 
 
-def parse_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
+def parse_args(argv: list[str] | None) -> tuple[list[str], list[str], bool]:
     parser = argparse.ArgumentParser(
         prog="foldtrain", description="Person-grouped stratified k-fold training of a timm classifier.",
         epilog="Overrides are section.key=value, parsed as YAML, e.g. train.epochs=10 cv.only=[0,2]")
