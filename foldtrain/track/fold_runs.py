@@ -17,6 +17,7 @@ from foldtrain.files import read_csv, read_json, write_json
 from foldtrain.run.folder import METRICS, TRACKING
 from foldtrain.track.diagnosis import fold_findings
 from foldtrain.track.mlflow_tracker import MLflowTracker
+from foldtrain.track.results import span
 from foldtrain.train.checkpoint import read_result
 
 
@@ -101,8 +102,7 @@ class FoldRuns:
         key = str(fold)
         result = read_result(self.run_dir / f"fold{fold}")
         rows = self.frame[self.frame["fold"] == fold]
-        low_high = (summary.get("fold_f1_ci") or {}).get(key)
-        interval = f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
+        interval = span((summary.get("fold_f1_ci") or {}).get(key))
         best = summary["best_val_f1"][key]
         return (f"fold {fold + 1}/{self.cfg.cv.folds}: {result.get('epochs_run')} of {result.get('epochs_planned')} "
                 f"epochs, best epoch {summary['best_epoch'][key] + 1}"
