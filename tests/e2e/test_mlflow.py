@@ -247,14 +247,13 @@ def test_the_mlflow_ui_shows_the_run_its_folds_curves_and_scored_model(tracked: 
             page.goto(address)
             page.get_by_text(description[:60]).first.wait_for()  # the parent's description
             # the Model-training view: its side bar has the registry, the GenAI one has observability pages
-            sidebar = page.locator("aside").inner_text()
-            assert "Model registry" in sidebar and "Observability" not in sidebar
+            page.locator("aside").get_by_text("Model registry").first.wait_for()
+            assert "Observability" not in page.locator("aside").inner_text()
             for k in range(3):  # the fold runs, by their short names
                 page.get_by_role("link", name=f"fold{k}", exact=True).first.wait_for()
-            # the run-level scores are the logged model's metrics
-            metrics = page.get_by_role("row").filter(has_text="oof_f1_honest_ci_low")
-            metrics.first.wait_for()
-            assert "fold_ensemble" in metrics.first.inner_text()
+            # the run-level scores are the logged model's metrics (the model's name fills its cell a moment later)
+            page.get_by_role("row").filter(has_text="oof_f1_honest_ci_low").filter(
+                has_text="fold_ensemble").first.wait_for()
             page.get_by_role("tab", name="Artifacts").click()
             page.get_by_text("learning_curves.png").first.click()
             page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') "
