@@ -158,8 +158,12 @@ def audit(run: Path, out: Path | None, blend: Path | None) -> Path:
     if mask_layout:
         from foldtrain.data.labels import age_names
 
-        fixes = merged_fixes(issues, person_ids(root), Path(cfg.data.label_fixes) if cfg.data.label_fixes else None,
-                             list(age_names(tuple(cfg.data.age_bins))))
+        previous = Path(cfg.data.label_fixes) if cfg.data.label_fixes else None
+        if previous is not None and not previous.is_file():
+            log.warning("the run's data.label_fixes %s is not found from here: label_fixes.csv holds only the "
+                        "audit's fixes; run the audit from the training's folder to merge them", previous)
+            previous = None
+        fixes = merged_fixes(issues, person_ids(root), previous, list(age_names(tuple(cfg.data.age_bins))))
         write_csv(out / "label_fixes.csv", fixes)
         log.info("label_fixes.csv: %d fix(es); apply with data.label_fixes=%s", len(fixes), out / "label_fixes.csv")
     draw_suspects(issues, root, out / "suspects.png")
