@@ -48,16 +48,17 @@ NOT_VALUES = ("temperature", "swap rate", "log-likelihood ratio")
 
 
 def audited_scores(run: Path, blend: Path | None):
-    """(the run the audit reports on, its out-of-fold table sorted by path, per-row log-probabilities, views)."""
+    """(the run the audit reports on, whose out-of-fold table (sorted by path) the scores align with, per-row
+    log-probabilities, views)."""
     if blend is None:
         source = load_run(run)
-        return source, source.oof, source.logp(), source.tta
+        return source, source.logp(), source.tta
     spec = read_blend(blend)
     runs = load_runs([Path(r) for r in spec["runs"]])
     check_shared_folds(runs)
     # the blend's weights, not its class biases: those shift decisions towards macro F1 and are no evidence
     combined = tuning.log_softmax(tuning.blend(np.stack([r.logp() for r in runs]), np.asarray(spec["weights"])))
-    return runs[0], runs[0].oof, combined, f"blend of {len(runs)} runs ({runs[0].tta})"
+    return runs[0], combined, f"blend of {len(runs)} runs ({runs[0].tta})"
 
 
 def person_ids(root: Path) -> dict[str, str]:
@@ -121,7 +122,8 @@ def draw_suspects(issues: pd.DataFrame, root: Path, out: Path, max_persons: int 
 
 
 def audit(run: Path, out: Path | None, blend: Path | None) -> Path:
-    source, oof, logp, views = audited_scores(run, blend)
+    source, logp, views = audited_scores(run, blend)
+    oof = source.oof
     cfg, folder = source.cfg, source.folder
     set_pixel_budget(cfg.data.max_pixels)
     out = out or (blend.parent / "audit" if blend is not None else folder / "audit")
