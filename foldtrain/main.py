@@ -20,6 +20,8 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 
+PROCESS_STARTED = time.perf_counter()  # imports and set-up count in the run's stage seconds
+
 from foldtrain.config import Config, ConfigError, build_config  # noqa: E402
 from foldtrain.config.schema import DataConfig  # noqa: E402
 
@@ -130,7 +132,14 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
             from foldtrain.demo import ensure_demo  # the generator is a tool, loaded only for the default root
 
             ensure_demo(Path(cfg.data.root))
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        stages[stage] = time.perf_counter() - PROCESS_STARTED - sum(stages.values())
+
+    lap("setup")
     data = prepare_data(cfg, folder.folds_file, accelerator)
+    lap("data")
     session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)))
     facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
     folds = cv.planned_folds(session)
@@ -153,10 +162,12 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
 
         hooks.append(FoldGradcam(cfg.train.gradcam, data, tracking.fold_runs if tracking else None))
     monitor = start_system_metrics(cfg, accelerator, tracking)
+    lap("parent_run")
     try:
         cv.CrossValidation(session, folds, hooks, replay=tracking.replay if tracking is not None else None).run()
+        lap("folds")
         if tracking is not None:
-            tracking.finish(folds, facts | {"seconds": time.perf_counter() - started})
+            tracking.finish(folds, facts | {"seconds": time.perf_counter() - started}, stages)
     except BaseException as err:
         if tracking is not None:
             from foldtrain.run.process import uninterrupted
@@ -215,13 +226,16 @@ class Tracking:
         for fold in folds:
             self.fold_runs.replay(fold)
 
-    def finish(self, folds: list[int], facts: dict) -> None:
+    def finish(self, folds: list[int], facts: dict, stages: dict[str, float]) -> None:
         from foldtrain.files import write_json
         from foldtrain.track.mlflow_tracker import ui_address
         from foldtrain.track.parent_run import close_parent
-        from foldtrain.track.results import caveats, headline, write_results
+        from foldtrain.track.results import caveats, headline, stage_facts, write_results
 
+        clock = time.perf_counter()
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        stages["results"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         failure = None
         if self.cfg.mlflow.log_model:
             from foldtrain.track.model_logging import ModelLoggingError, log_ensemble_model
@@ -237,9 +251,11 @@ class Tracking:
                 summary |= {"model_uri": logged.uri, "model_id": logged.model_id}
                 if logged.registered:
                     summary["registered_model"] = dict(zip(("name", "version"), logged.registered, strict=True))
-                write_json(self.folder.summary_file, summary)
                 self.fold_runs.model_uri = logged.uri
                 self.fold_runs.save()
+        stages["model_logging"] = time.perf_counter() - clock
+        summary |= stage_facts(stages, self.tracker.seconds)
+        write_json(self.folder.summary_file, summary)
         self.fold_runs.describe(summary)
         for line in caveats(summary):
             log.warning("%s", line)

@@ -61,10 +61,12 @@ class MLflowTracker:
         self.experiment_id: str | None = None
         self.open_runs: list[str] = []
         self._pending: list[Any] = []
+        self.seconds = 0.0  # spent in MLflow calls, store creation included (summary.json's mlflow_seconds)
 
     def guard(self, what: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         if self.failed:
             return None
+        started = time.perf_counter()
         try:
             if self.client is None:
                 self._connect()
@@ -75,6 +77,8 @@ class MLflowTracker:
                         "and every result is still written to the run folder", what, type(err).__name__,
                         str(err).splitlines()[0] if str(err) else "")
             return None
+        finally:
+            self.seconds += time.perf_counter() - started
 
     def _connect(self) -> None:
         from mlflow.tracking import MlflowClient

@@ -105,6 +105,20 @@ def draw_pictures(cfg: Config, data: PreparedData, folder: RunFolder, folds: lis
                                 f"{cfg.run.name} learning curves")
 
 
+def stage_facts(stages: dict[str, float], mlflow_seconds: float) -> dict:
+    """Where the main process's time went, for summary.json: `stage_seconds` (setup: imports, Accelerate and the run
+    folder; data: tables, folds and the decoded cache; parent_run: the model's session and the MLflow store and
+    parent run; folds: training, validation and the out-of-fold TTA scores; results: oof.csv, intervals, pictures;
+    model_logging), `mlflow_seconds` (time spent in MLflow calls during the
+    stages before model logging) and `peak_rss_mb` (this process's largest resident memory so far)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)
+    return {"stage_seconds": {k: round(v, 2) for k, v in stages.items()}, "mlflow_seconds": round(mlflow_seconds, 2),
+            "peak_rss_mb": round(peak, 1)}
+
+
 def span(interval: list[float] | None) -> str:
     return f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
 
