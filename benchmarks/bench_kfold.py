@@ -1,6 +1,7 @@
 """The whole k-fold job as whole processes: foldtrain's CLI against the seeds' way of doing k-fold.
 
     python benchmarks/bench_kfold.py [--data DIR] [--persons 60] [--rounds 2] [--epochs 4] [--folds 5]
+                                     [--ours NAME=launch/accelerate/PRESET.yaml ...]
 
 Both train resnet10t (18 classes, from scratch) at 96x96, batch 32, `--epochs` epochs per fold with validation after
 every epoch, on every fold of a person-grouped split of the same images:
@@ -20,6 +21,7 @@ the ratio of medians and the median of per-round ratios (which cancels load that
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -143,22 +145,26 @@ def run_timed(cmd: list[str], cwd: Path, log: Path) -> float:
 class Ours:
     """foldtrain's k-fold job through the real launcher, a fresh run folder each round."""
 
-    def __init__(self, root: Path, work: Path, epochs: int, folds: int):
+    def __init__(self, root: Path, work: Path, epochs: int, folds: int, name: str = "ours",
+                 config_file: str | None = None):
         self.root, self.work, self.epochs, self.folds = root, work, epochs, folds
-        self.round, self.epoch_seconds = 0, []
+        self.name, self.config_file = name, config_file
+        self.round, self.epoch_seconds, self.oof_f1 = 0, [], []
         launcher = Path(sys.executable).with_name("accelerate")
         self.launcher = str(launcher) if launcher.exists() else shutil.which("accelerate") or "accelerate"
 
     def __call__(self) -> float:
         self.round += 1
-        run_dir = self.work / f"ours{self.round}"
-        cmd = [self.launcher, "launch", "--num_processes", "1", "foldtrain/main.py", f"data.root={self.root}",
+        run_dir = self.work / f"{self.name}{self.round}"
+        config = ["--config_file", self.config_file] if self.config_file else ["--num_processes", "1"]
+        cmd = [self.launcher, "launch", *config, "foldtrain/main.py", f"data.root={self.root}",
                "model.name=resnet10t", "data.image_size=96", f"train.epochs={self.epochs}", "train.batch_size=32",
                f"cv.folds={self.folds}", f"run.dir={run_dir}", "run.name=bench",
                f"mlflow.tracking_uri=sqlite:///{run_dir}/mlflow.db"]
-        seconds = run_timed(cmd, common.REPO, self.work / f"ours{self.round}.log")
+        seconds = run_timed(cmd, common.REPO, self.work / f"{self.name}{self.round}.log")
         per_epoch = pd.concat(pd.read_csv(f) for f in (run_dir / "bench").glob("fold*/metrics.csv"))["seconds"]
         self.epoch_seconds.append(float(per_epoch.mean()))
+        self.oof_f1.append(json.loads((run_dir / "bench" / "summary.json").read_text())["oof_f1"])
         return seconds
 
 
@@ -194,23 +200,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating (ours, seeds) pairs")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--ours", nargs="+", default=["ours"], metavar="NAME[=CONFIG_FILE]",
+                        help="foldtrain variants, each an `accelerate launch --config_file` preset (default: "
+                             "--num_processes 1), e.g. fp32=launch/accelerate/cpu.yaml bf16=launch/accelerate/"
+                             "cpu_bf16.yaml")
     args = parser.parse_args(argv)
 
     with common.demo_root(args.data, persons=args.persons) as root, \
             tempfile.TemporaryDirectory(prefix="bench-kfold-") as tmp:
         root, work = Path(root).resolve(), Path(tmp)
-        ours, seeds = Ours(root, work, args.epochs, args.folds), Seeds(root, work, args.epochs, args.folds)
-        results = common.interleaved({"ours": ours, "seeds": seeds}, args.rounds)
+        ours = [Ours(root, work, args.epochs, args.folds, *spec.split("=", 1)) for spec in args.ours]
+        seeds = Seeds(root, work, args.epochs, args.folds)
+        sides = {side.name: side for side in ours} | {"seeds": seeds}
+        results = common.interleaved(sides, args.rounds)
         print("seeds' last epoch:", seeds.last)
 
     rows = [[name, f"{common.median(values):.1f}", ", ".join(f"{v:.1f}" for v in values),
-             f"{common.median(side.epoch_seconds):.2f}"]
-            for (name, values), side in zip(results.items(), (ours, seeds), strict=True)]
+             f"{common.median(sides[name].epoch_seconds):.2f}",
+             ", ".join(f"{f:.4f}" for f in getattr(sides[name], "oof_f1", [])) or "-"]
+            for name, values in results.items()]
     print()
     print(common.markdown_table([f"{args.folds}-fold job, whole process", "median s", "runs (s)",
-                                 "median s per epoch"], rows))
-    print(f"\nwhole process, seeds / ours: {ratios(results['seeds'], results['ours'])}; target >= 1.7x")
-    print(f"per epoch, seeds / ours: {ratios(seeds.epoch_seconds, ours.epoch_seconds)}; target >= 2x")
+                                 "median s per epoch", "oof_f1"], rows))
+    for side in ours:
+        print(f"\n{side.name}: whole process, seeds / ours: {ratios(results['seeds'], results[side.name])}")
+        print(f"{side.name}: per epoch, seeds / ours: {ratios(seeds.epoch_seconds, side.epoch_seconds)}")
     print(f"({args.folds} folds x {args.epochs} epochs, resnet10t 96x96, batch 32, {args.rounds} alternating rounds)")
     print(common.machine())
 
