@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from foldtrain.errors import EXPECTED
     from foldtrain.run.process import Interrupted, die_with_launcher, raise_on_signals
+    from foldtrain.tune.trial import PRUNED_EXIT, TrialPruned
 
     raise_on_signals()
     status = Status(cfg.cv.folds)
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"foldtrain: interrupted {status.where()}: continue with train.resume=true", file=sys.stderr)
         return stop.exit_code
+    except TrialPruned as stop:
+        print(f"foldtrain: {stop}", file=sys.stderr)
+        return PRUNED_EXIT
     except EXPECTED as err:
         print(f"foldtrain{status.rank_label()}: error: {err}", file=sys.stderr)
         return 1
@@ -117,6 +121,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     from foldtrain.track.console import ConsoleProgress
     from foldtrain.train import cv
     from foldtrain.train.session import Session
+    from foldtrain.tune.trial import trial_context
 
     started = time.perf_counter()
     keep_freed_memory()
@@ -161,6 +166,11 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
         from foldtrain.track.gradcam_hook import FoldGradcam
 
         hooks.append(FoldGradcam(cfg.train.gradcam, data, tracking.fold_runs if tracking else None))
+    trial = trial_context()
+    if trial is not None:  # a trial of `foldtrain.tune`: report to it, stop when pruned (last: after the others)
+        from foldtrain.tune.trial import TrialReport
+
+        hooks.append(TrialReport(trial, accelerator, folds[0], shared=cfg.cv.parallel == "ddp"))
     monitor = start_system_metrics(cfg, accelerator, tracking)
     lap("parent_run")
     try:
@@ -274,8 +284,12 @@ class Tracking:
 
     def abort(self, err: BaseException) -> None:
         from foldtrain.run.process import Interrupted
+        from foldtrain.tune.trial import TrialPruned
 
-        self.tracker.end_open_runs("KILLED" if isinstance(err, Interrupted | KeyboardInterrupt) else "FAILED")
+        if isinstance(err, TrialPruned):  # its finished folds are marked, never taken for a complete run
+            self.tracker.set_tags(self.parent, {"foldtrain.pruned": str(err)})
+        stopped = isinstance(err, Interrupted | KeyboardInterrupt | TrialPruned)
+        self.tracker.end_open_runs("KILLED" if stopped else "FAILED")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from foldtrain.run.folder import FOLDS, OOF, OOF_TTA, SUMMARY, RunFolder
 from foldtrain.track.mlflow_tracker import MLflowTracker
 from foldtrain.track.register import describe
 from foldtrain.track.results import PICTURES
+from foldtrain.tune.trial import trial_context
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
 FOLD_TABLE = "fold_scores.json"  # an MLflow table: the artifact view shows it as one
@@ -23,8 +24,11 @@ def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: Pr
     if saved.get("parent_id"):
         return tracker.reattach(saved["parent_id"])
     params = flatten(cfg) | {"mlflow.tracking_uri": tracker.connect()} | facts
-    parent = tracker.start_run(cfg.run.name, tags={"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"},
-                               params=params)
+    tags = {"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"}
+    trial = trial_context() or {}
+    if trial:  # a trial of `foldtrain.tune`: a child of the study's run
+        tags |= {"foldtrain.study": trial["study"], "foldtrain.trial": str(trial["number"])}
+    parent = tracker.start_run(cfg.run.name, tags=tags, params=params, parent_id=trial.get("mlflow_parent"))
     tracker.log_artifact(parent, folder.config_file)
     if cfg.data.label_fixes:
         tracker.log_artifact(parent, cfg.data.label_fixes, "label_fixes")
