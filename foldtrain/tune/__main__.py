@@ -162,16 +162,32 @@ def _alive(pid: int) -> bool:
 
 def study_run(tracker, study, out: Path, trials: int) -> str | None:
     """The study's MLflow run: created once (its id kept in the study), reattached by later or parallel workers."""
+    run_id = study.user_attrs.get("mlflow_run_id")
+    if run_id:
+        return tracker.reattach(run_id)
+    run_id = tracker.start_run(study.study_name, tags={"foldtrain.kind": "study", "study_dir": str(out)},
+                               params={"trials": trials})
+    if run_id:
+        study.set_user_attr("mlflow_run_id", run_id)
+    return run_id
+
+
+def join_study(args, storage: str, out: Path, pruner, tracker):
+    """Create or load the study, count this worker in, fail orphaned trials and open the study's MLflow run, under
+    a lock: workers started together on one machine create one study and one run. Each worker seeds its sampler
+    with `--seed` plus its worker index, so parallel workers do not draw the same parameters (the first worker's
+    draws are reproducible)."""
+    import optuna
+
     with open(out / ".study.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two workers starting together create one study run
-        run_id = study.user_attrs.get("mlflow_run_id")
-        if run_id:
-            return tracker.reattach(run_id)
-        run_id = tracker.start_run(study.study_name, tags={"foldtrain.kind": "study", "study_dir": str(out)},
-                                   params={"trials": trials})
-        if run_id:
-            study.set_user_attr("mlflow_run_id", run_id)
-        return run_id
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
+                                    load_if_exists=True, pruner=pruner or optuna.pruners.NopPruner())
+        worker = int(study.user_attrs.get("workers", 0))
+        study.set_user_attr("workers", worker + 1)
+        study.sampler = optuna.samplers.TPESampler(seed=args.seed + worker)
+        fail_orphans(study)
+        return study, study_run(tracker, study, out, args.trials)
 
 
 def finish_study_run(tracker, run_id: str | None, report: dict, out: Path) -> None:
@@ -229,12 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     storage = args.storage or default_storage(cfg, out)
     pruner = None if args.no_prune else FoldAwarePruner()
-    study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                pruner=pruner or optuna.pruners.NopPruner())
-    fail_orphans(study)
     tracker = MLflowTracker(cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
-    parent = study_run(tracker, study, out, args.trials)
+    study, parent = join_study(args, storage, out, pruner, tracker)
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     left = args.trials - len(study.get_trials(deepcopy=False, states=counted))
     print(f"study {args.study!r} in {storage}: {left} of {args.trials} trials to run, runs in {out}", flush=True)

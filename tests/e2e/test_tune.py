@@ -89,3 +89,23 @@ def test_a_killed_study_continues_prunes_and_reports(tmp_path: Path, demo_root: 
     assert all(r.data.tags["mlflow.parentRunId"] == studies[0].info.run_id for r in trial_runs.values())
     marked = trial_runs[str(pruned["number"])]
     assert marked.info.status == "KILLED" and "pruned" in marked.data.tags["foldtrain.pruned"]
+
+
+def test_two_workers_on_one_storage_run_different_trials(tmp_path: Path, demo_root: Path):
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {log: [1.0e-3, 1.0e-2]}\n")
+    args = [sys.executable, "-m", "foldtrain.tune", "--space", str(space), "--study", "p", "--trials", "2",
+            "--no-prune", f"data.root={demo_root}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            *BASE, "cv.folds=2", "train.epochs=1"]
+    workers = [subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [o[1][-1500:] for o in outputs]
+    study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) >= 2 and len({t.user_attrs["run_dir"] for t in done}) == len(done)
+    assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
+    assert len({t.params["train.lr"] for t in done}) == len(done)  # and drew different values
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("foldtrain").experiment_id], max_results=100)
+    assert len([r for r in runs if r.data.tags.get("foldtrain.kind") == "study"]) == 1
