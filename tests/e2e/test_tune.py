@@ -1,5 +1,6 @@
 """`python -m foldtrain.tune` through the real CLIs: a study killed during its first trial continues with the same
-command, a trial is pruned on its first fold's curve, and study.json, best.yaml and MLflow say what happened."""
+command run as two workers on one storage, a trial is pruned on its first fold's curve, and study.json, best.yaml
+and MLflow say what happened."""
 
 from __future__ import annotations
 
@@ -44,25 +45,37 @@ def test_a_killed_study_continues_prunes_and_reports(tmp_path: Path, demo_root: 
     first.kill()
     first.wait(30)
 
-    # 2. the same command continues: the orphaned trial is failed and its parameters run again
-    again = run_module("foldtrain.tune", ["--trials", "2", "--no-prune", *args], tmp_path, timeout=600)
-    assert again.returncode == 0 and no_traceback(again), again.stderr[-2000:]
-    assert "its worker" in again.stdout and "marked FAIL and queued again" in again.stdout
+    # 2. the same command continues, here as two workers on the one storage started together: the orphaned trial
+    #    is failed and its parameters run again, and the workers run different trials
+    workers = [subprocess.Popen([sys.executable, "-m", "foldtrain.tune", "--trials", "3", "--no-prune", *args],
+                                cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err[-1500:] for _, err in outputs]
+    assert not any("Traceback" in out + err for out, err in outputs)
+    said = "".join(out for out, _ in outputs)
+    assert said.count("marked FAIL and queued again") == 1 and "its worker" in said
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # beside the MLflow store
     study = optuna.load_study(study_name="s", storage=storage)
-    trials = {t.number: t for t in study.trials}
-    assert trials[0].state == TrialState.FAIL and trials[1].params == trials[0].params  # queued again
+    assert study.trials[0].state == TrialState.FAIL
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) >= 3 and len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
+    assert len({t.user_attrs["run_dir"] for t in done}) == len(done)
+    assert len({tuple(t.params.values()) for t in done}) == len(done)  # no two trials drew the same values
+    assert study.trials[0].params in [t.params for t in done]  # the killed trial's values ran again
 
-    # 3. two finished trials no real trial can match (F1 0.99 at every step): the next trial is pruned on its
-    #    first fold's second epoch, against the median of the finished trials there
-    for _ in range(2):
+    # 3. more finished trials than real ones that no real trial can match (F1 0.99 at every step): the next trial is
+    #    pruned on its first fold's second epoch, below the median of the finished trials there
+    fakes = len(done) + 1
+    for _ in range(fakes):
         study.add_trial(create_trial(params={"train.lr": 3e-3, "aug.scale_min": 0.7}, distributions=SPACE, value=0.99,
                                      intermediate_values={0: 0.99, 1: 0.99, FOLD_STEP: 0.99, FOLD_STEP + 1: 0.99}))
-    pruned_run = run_module("foldtrain.tune", ["--trials", "5", *args], tmp_path, timeout=600)
+    total = len(done) + fakes + 1
+    pruned_run = run_module("foldtrain.tune", ["--trials", str(total), *args], tmp_path, timeout=600)
     assert pruned_run.returncode == 0 and no_traceback(pruned_run), pruned_run.stderr[-2000:]
     report = json.loads((out / "study.json").read_text())
     states = Counter(t["state"] for t in report["trials"])
-    assert states == {"FAIL": 1, "COMPLETE": 4, "PRUNED": 1}
+    assert states == {"FAIL": 1, "COMPLETE": len(done) + fakes, "PRUNED": 1}
     pruned = next(t for t in report["trials"] if t["state"] == "PRUNED")
     assert "pruned by study 's'" in pruned["pruned"] and "epoch 1" in pruned["pruned"]
     assert pruned["fold_epochs"] == 2  # the first fold's two epochs; the second fold never started
@@ -70,7 +83,7 @@ def test_a_killed_study_continues_prunes_and_reports(tmp_path: Path, demo_root: 
 
     # the honest answer: the best real trial, and the choice corrected for selection
     real = [t for t in report["trials"] if t["state"] == "COMPLETE" and t["run_dir"]]
-    assert len(real) == 2
+    assert len(real) == len(done)
     best = report["best"]
     assert best["number"] in {t["number"] for t in real}
     assert best["oof_f1_honest"] == max(t["oof_f1_honest"] for t in real)
@@ -90,22 +103,3 @@ def test_a_killed_study_continues_prunes_and_reports(tmp_path: Path, demo_root: 
     marked = trial_runs[str(pruned["number"])]
     assert marked.info.status == "KILLED" and "pruned" in marked.data.tags["foldtrain.pruned"]
 
-
-def test_two_workers_on_one_storage_run_different_trials(tmp_path: Path, demo_root: Path):
-    space = tmp_path / "space.yaml"
-    space.write_text("train.lr: {log: [1.0e-3, 1.0e-2]}\n")
-    args = [sys.executable, "-m", "foldtrain.tune", "--space", str(space), "--study", "p", "--trials", "2",
-            "--no-prune", f"data.root={demo_root}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            *BASE, "cv.folds=2", "train.epochs=1"]
-    workers = [subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
-    outputs = [w.communicate(timeout=600) for w in workers]
-    assert all(w.returncode == 0 for w in workers), [o[1][-1500:] for o in outputs]
-    study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(done) >= 2 and len({t.user_attrs["run_dir"] for t in done}) == len(done)
-    assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers ran trials
-    assert len({t.params["train.lr"] for t in done}) == len(done)  # and drew different values
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("foldtrain").experiment_id], max_results=100)
-    assert len([r for r in runs if r.data.tags.get("foldtrain.kind") == "study"]) == 1
