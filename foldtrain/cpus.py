@@ -53,3 +53,34 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold, keep_below = -1, -3, 1 << 30  # mallopt(3) parameters from malloc.h
     return bool(mallopt(m_mmap_threshold, keep_below)) and bool(mallopt(m_trim_threshold, keep_below))
+
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def native_bf16(cpuinfo: str | None = None) -> str | None:
+    """The CPU flag that makes bf16 arithmetic native here (AMX or AVX512-BF16), or None where the CPU lacks both
+    (PyTorch then emulates bf16, usually slower than fp32) or the flags cannot be read (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = open("/proc/cpuinfo").read()  # noqa: SIM115 - read at once
+        except OSError:
+            return None
+    flags = {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
+
+
+def precision_line(mixed_precision: str, device_type: str) -> tuple[str, bool]:
+    """One line saying which precision the run trains in, and whether it deserves a warning (bf16 on a CPU that
+    emulates it)."""
+    if mixed_precision == "no":
+        return "precision: fp32", False
+    if device_type != "cpu":
+        return f"precision: {mixed_precision} autocast on {device_type}, weights and optimizer in fp32", False
+    flag = native_bf16()
+    if flag:
+        return (f"precision: {mixed_precision} autocast on the CPU ({flag}: native), weights, optimizer, loss and "
+                f"metrics in fp32", False)
+    return (f"precision: {mixed_precision} autocast on a CPU without native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)}"
+            f" here): PyTorch emulates it, usually slower than fp32; launch with launch/accelerate/cpu.yaml for "
+            f"fp32", True)

@@ -110,7 +110,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
 
     from foldtrain.config import dump
     from foldtrain.config.ignored import ignored_settings
-    from foldtrain.cpus import keep_freed_memory, use_all_cores
+    from foldtrain.cpus import keep_freed_memory, precision_line, use_all_cores
     from foldtrain.data.images import set_pixel_budget
     from foldtrain.data.prepare import prepare_data
     from foldtrain.files import write_json, write_text
@@ -159,6 +159,8 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
         log.info("run %s: %d images, %d classes, %s heads, folds %s, %d process(es) (%s), mixed precision %s, %s",
                  folder.path, len(data.frame), len(data.classes), session.heads.name, folds,
                  accelerator.num_processes, cfg.cv.parallel, accelerator.mixed_precision, accelerator.device)
+        line, warn = precision_line(accelerator.mixed_precision, accelerator.device.type)
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
         hooks.append(ConsoleProgress(cfg.cv.folds, cv.epochs_ahead(session, folds), quiet))
         tracking = Tracking(cfg, folder, data, facts)
         hooks.append(tracking.fold_runs)

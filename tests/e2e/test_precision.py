@@ -27,6 +27,7 @@ def test_the_cpu_bf16_preset_trains_under_autocast_with_fp32_weights(demo_root: 
     result = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mixed precision bf16" in result.stderr
+    assert "precision: bf16 autocast" in result.stderr  # the line saying which precision runs (native or emulated)
     assert "were not passed to `accelerate launch`" not in result.stderr  # the preset names every value
     run = tmp_path / "runs" / "bf16"
     summary = json.loads((run / "summary.json").read_text())
