@@ -70,7 +70,8 @@ def main() -> None:
                 seconds, run = job(root, work, f"{precision}-{time.time_ns()}", PRESETS[precision], seed, args.epochs)
                 summary = json.loads((run / "summary.json").read_text())
                 row = {"style": style, "seed": seed, "precision": precision, "seconds": round(seconds, 1),
-                       "oof_f1": round(summary["oof_f1"], 4), "eval_f1": round(eval_f1(run, root), 4),
+                       "oof_f1": round(summary["oof_f1"], 4), "oof_f1_tta": round(summary["oof_f1_tta"], 4),
+                       "eval_f1": round(eval_f1(run, root), 4),
                        "mixed_precision": summary["mixed_precision"]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

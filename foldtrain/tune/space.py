@@ -23,6 +23,10 @@ from foldtrain.config import ConfigError, build_config
 from foldtrain.config.load import keys, load_yaml
 
 RANGES = ("log", "float", "int")
+# Keys that would give trials other folds, rows, labels or run folders: every trial of a study must score the same
+# rows on the same folds, or neither the comparison nor the selection-corrected estimate means anything.
+SHARED = ("cv.folds", "cv.seed", "cv.only", "cv.full_fit", "data.root", "data.format", "data.label_fixes", "run.dir",
+          "run.name", "train.resume")
 
 
 class SpaceError(ValueError):
@@ -70,6 +74,9 @@ def parse_param(key: str, spec: Any) -> Param:
     """One entry of the space file; raises SpaceError naming the key."""
     if key not in keys():
         raise SpaceError(f"{key}: not a config key (see the README's config reference)")
+    if key in SHARED or key.startswith("mlflow."):
+        raise SpaceError(f"{key}: every trial of a study shares its data, folds and tracking; set it in the base "
+                         f"config, not the search space")
     if isinstance(spec, list):
         if not spec:
             raise SpaceError(f"{key}: an empty list of choices")

@@ -53,6 +53,8 @@ data.image_size: [64, [64, 96]]
     ("train.epochs: {int: [0, 4]}", "train.epochs: the value 0 of the search space is refused"),
     ("cv.parallel: [ddp, sideways]", "cv.parallel: the value 'sideways' of the search space is refused"),
     ("", "the search space is empty"),
+    ("cv.seed: [1, 2]", "cv.seed: every trial of a study shares its data, folds and tracking"),
+    ("data.root: [a, b]", "data.root: every trial of a study shares"),
 ])
 def test_a_bad_space_is_refused_with_one_line_naming_the_key(tmp_path: Path, text: str, message: str):
     with pytest.raises(SpaceError) as caught:
