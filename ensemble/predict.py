@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="run folder (default: the newest finished run below --runs-dir)")
     source.add_argument("--blend", type=Path, help="a blend.json written by ensemble.blend")
+    source.add_argument("--onnx", type=Path, help="a file written by ensemble.export (onnxruntime, its TTA inside)")
     parser.add_argument("--runs-dir", type=Path, default=Path(RunConfig().dir))
     parser.add_argument("--data", type=Path, help="eval folder with info.csv and images/ (default: data.root/eval)")
     parser.add_argument("--tta", choices=TTA,
@@ -113,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
             from ensemble.blend_predict import predict_blend
 
             out = predict_blend(args)
+        elif args.onnx:
+            from ensemble.export import onnx_scores
+
+            out = check_out(args.out or args.onnx.with_name(f"{args.onnx.stem}_submission.csv"))
+            if args.tta:
+                raise UserError("--tta does not apply to --onnx: the views are inside the exported graph "
+                                "(ensemble.export --tta)")
+            table, scores, classes = onnx_scores(args.onnx, args.data, args.batch_size, args.workers)
+            write_csv(out, submission(table, scores, classes))
         else:
             folder = RunFolder(args.run) if args.run else newest_run(args.runs_dir)
             out = check_out(args.out or folder / "submission.csv")

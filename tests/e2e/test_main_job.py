@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 from foldtrain.demo import generate_demo
 from foldtrain.model.weights import read_metadata
 from foldtrain.track.diagnosis import diagnose
-from tests.conftest import accelerate_launch, run_module
+from tests.conftest import accelerate_launch, no_traceback, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +99,25 @@ def test_predict_writes_submission_in_info_order(finished_run: dict, demo_root: 
     client = MlflowClient(tracking_uri=finished_run["uri"])
     parent_id = json.loads((finished_run["run"] / "tracking.json").read_text())["parent_id"]
     assert [a.path for a in client.list_artifacts(parent_id, "submission")] == ["submission/sub.csv"]
+
+
+def test_the_exported_onnx_ensemble_writes_the_same_submission(finished_run: dict, demo_root: Path):
+    pytest.importorskip("onnxruntime")
+    work, run = finished_run["work"], finished_run["run"]
+    exported = run_module("ensemble.export", ["--run", str(run), "--tta", "hflip"], cwd=work)
+    assert exported.returncode == 0 and no_traceback(exported), exported.stderr[-3000:]
+    assert "matches PyTorch within" in exported.stderr and "batch sizes [1, 64]" in exported.stderr
+    assert "logged to MLflow as models:/" in exported.stderr
+    onnx_file = run / "ensemble.onnx"
+    out = work / "onnx_sub.csv"
+    result = run_module("ensemble.predict", ["--onnx", str(onnx_file), "--out", str(out)], cwd=work)
+    assert result.returncode == 0 and no_traceback(result), result.stderr[-3000:]
+    reference = work / "torch_sub.csv"
+    assert run_module("ensemble.predict", ["--run", str(run), "--out", str(reference), "--tta", "hflip"],
+                      cwd=work).returncode == 0
+    assert pd.read_csv(out).equals(pd.read_csv(reference))  # every eval image gets the same class
+    one = run_module("ensemble.export", ["--run", str(run), "--fold", "9"], cwd=work)
+    assert one.returncode == 1 and "--fold 9" in one.stderr and no_traceback(one)
 
 
 def test_rerun_into_a_finished_folder_is_refused(finished_run: dict, demo_root: Path):
