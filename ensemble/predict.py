@@ -24,7 +24,7 @@ from foldtrain.data.eval_set import eval_loader
 from foldtrain.data.images import set_pixel_budget
 from foldtrain.errors import EXPECTED
 from foldtrain.files import staged_file, write_csv
-from foldtrain.model.fold_ensemble import FoldEnsemble, run_fold_models
+from foldtrain.model.fold_ensemble import FoldEnsemble, full_model, run_fold_models
 from foldtrain.run.folder import RunFolder, newest_run
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.user_error import UserError
@@ -40,13 +40,15 @@ def run_config(folder: RunFolder) -> Config:
 
 
 def run_scores(folder: RunFolder, data_dir: Path | None, tta: str, *, batch_size: int = 64, workers: int | None = None,
-               include_full: bool = False, allow_missing: bool = False) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """(eval table, mean class scores over folds and TTA views, class names) of one run.
+               include_full: bool = False, allow_missing: bool = False,
+               full_only: bool = False) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """(eval table, mean class scores over folds and TTA views, class names) of one run (`full_only`: of its
+    all-data model alone).
 
     `data_dir` defaults to the run's `data.root/eval`.
     """
     cfg = run_config(folder)
-    models = run_fold_models(folder, include_full, allow_missing)
+    models = [full_model(folder)] if full_only else run_fold_models(folder, include_full, allow_missing)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ensemble = FoldEnsemble(models, tta, device)
     data_dir = Path(data_dir) if data_dir else Path(cfg.data.root) / "eval"
@@ -98,8 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="submission CSV (default: RUN/submission.csv or beside the blend)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: from the core count)")
-    parser.add_argument("--include-full", action="store_true",
-                        help="also average the all-data model of cv.full_fit (full/model.safetensors)")
+    full = parser.add_mutually_exclusive_group()
+    full.add_argument("--include-full", action="store_true",
+                      help="also average the all-data model of cv.full_fit (full/model.safetensors)")
+    full.add_argument("--full-only", action="store_true",
+                      help="predict with the all-data model of cv.full_fit alone (one model: fast)")
     parser.add_argument("--allow-missing-folds", action="store_true",
                         help="predict with the folds that are there when some trained fold's weights are missing")
     return parser
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             args.tta = args.tta or "hflip"
             table, scores, classes = run_scores(folder, args.data, args.tta, batch_size=args.batch_size,
                                                 workers=args.workers, include_full=args.include_full,
-                                                allow_missing=args.allow_missing_folds)
+                                                allow_missing=args.allow_missing_folds, full_only=args.full_only)
             with staged_file(out) as staged:  # MLflow gets the bytes written here, whoever else writes `out`
                 write_csv(staged, submission(table, scores, classes))
                 log_submission(folder, staged, args.tta, args.data)

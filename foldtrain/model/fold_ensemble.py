@@ -35,6 +35,19 @@ class FoldModel:
         return tuple(self.meta["image_size"])
 
 
+def full_model(folder: RunFolder) -> FoldModel:
+    """The all-data model of `cv.full_fit` alone.
+
+    Raises:
+        WeightsError: the run has none (or it is unreadable), named with what to do.
+    """
+    path = folder.full / WEIGHTS
+    if not path.is_file():
+        raise WeightsError(f"{folder.path} has no all-data model ({path} is missing): train with cv.full_fit=true, "
+                           f"or predict with its folds")
+    return FoldModel("full", path, read_metadata(path, "full weights"))
+
+
 def run_fold_models(folder: RunFolder, include_full: bool = False, allow_missing: bool = False) -> list[FoldModel]:
     """Every fold model a finished run trained, checked to be present and readable.
 

@@ -118,6 +118,8 @@ def test_the_exported_onnx_ensemble_writes_the_same_submission(finished_run: dic
     assert pd.read_csv(out).equals(pd.read_csv(reference))  # every eval image gets the same class
     one = run_module("ensemble.export", ["--run", str(run), "--fold", "9"], cwd=work)
     assert one.returncode == 1 and "--fold 9" in one.stderr and no_traceback(one)
+    no_full = run_module("ensemble.predict", ["--run", str(run), "--full-only"], cwd=work)
+    assert no_full.returncode == 1 and "has no all-data model" in no_full.stderr and no_traceback(no_full)
 
 
 def test_rerun_into_a_finished_folder_is_refused(finished_run: dict, demo_root: Path):

@@ -78,6 +78,9 @@ def test_mixup_smoothing_onecycle_ce_f1_and_full_fit(demo_root: Path, tmp_path: 
     predicted = run_module("ensemble.predict", ["--run", str(run), "--out", str(out), "--include-full"], cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "x 3 folds" in predicted.stderr  # two folds and the all-data model
+    alone = run_module("ensemble.predict", ["--run", str(run), "--out", str(tmp_path / "full.csv"), "--full-only",
+                                            "--tta", "none"], cwd=tmp_path)
+    assert alone.returncode == 0 and "x 1 folds x none TTA" in alone.stderr, alone.stderr[-3000:]
 
 
 def draw_mask_set(root: Path, per_class: int = 60) -> None:
