@@ -213,8 +213,9 @@ def finish_study_run(tracker, run_id: str | None, report: dict, out: Path) -> No
 
 
 def blend_best(report: dict, k: int, out: Path) -> None:
-    ranked = sorted((t for t in report["trials"] if t["state"] == "COMPLETE"),
-                    key=lambda t: -t["oof_f1_honest"])[:k]
+    finished = [t for t in report["trials"] if t["state"] == "COMPLETE" and t["run_dir"]
+                and t["oof_f1_honest"] is not None]  # trials this study ran (not ones added by hand)
+    ranked = sorted(finished, key=lambda t: -t["oof_f1_honest"])[:k]
     if len(ranked) < 2:
         print(f"--then-blend {k}: fewer than two finished trials, nothing to blend", flush=True)
         return

@@ -71,8 +71,11 @@ def test_a_killed_study_continues_prunes_and_reports(tmp_path: Path, demo_root: 
         study.add_trial(create_trial(params={"train.lr": 3e-3, "aug.scale_min": 0.7}, distributions=SPACE, value=0.99,
                                      intermediate_values={0: 0.99, 1: 0.99, FOLD_STEP: 0.99, FOLD_STEP + 1: 0.99}))
     total = len(done) + fakes + 1
-    pruned_run = run_module("foldtrain.tune", ["--trials", str(total), *args], tmp_path, timeout=600)
+    pruned_run = run_module("foldtrain.tune", ["--trials", str(total), "--then-blend", "2", *args], tmp_path,
+                            timeout=600)
     assert pruned_run.returncode == 0 and no_traceback(pruned_run), pruned_run.stderr[-2000:]
+    blend = json.loads((out / "blend" / "blend.json").read_text())  # the best two trials share folds: blended
+    assert len(blend["weights"]) == 2
     report = json.loads((out / "study.json").read_text())
     states = Counter(t["state"] for t in report["trials"])
     assert states == {"FAIL": 1, "COMPLETE": len(done) + fakes, "PRUNED": 1}
