@@ -27,9 +27,9 @@ import torch
 
 from foldtrain.errors import EXPECTED
 from foldtrain.files import atomic_path
-from foldtrain.model.fold_ensemble import FoldEnsemble, FoldModel, run_fold_models
+from foldtrain.model.fold_ensemble import FoldEnsemble, FoldModel, full_model, run_fold_models
 from foldtrain.model.weights import read_metadata
-from foldtrain.run.folder import WEIGHTS, RunFolder
+from foldtrain.run.folder import RunFolder
 from foldtrain.run.process import LOG_DATEFMT, LOG_FORMAT
 from foldtrain.user_error import UserError
 
@@ -61,12 +61,11 @@ def choose_models(folder: RunFolder, fold: str | None) -> list[FoldModel]:
     if fold is None:
         return run_fold_models(folder)
     if fold == "full":
-        path, name = folder.full / WEIGHTS, "full"
-    else:
-        if not fold.isdigit() or int(fold) not in folder.trained_folds():
-            raise UserError(f"--fold {fold}: {folder.path} trained folds {folder.trained_folds()}; give one of "
-                            f"them or full")
-        path, name = folder.weights(int(fold)), f"fold {fold}"
+        return [full_model(folder)]
+    if not fold.isdigit() or int(fold) not in folder.trained_folds():
+        raise UserError(f"--fold {fold}: {folder.path} trained folds {folder.trained_folds()}; give one of them or "
+                        f"full")
+    path, name = folder.weights(int(fold)), f"fold {fold}"
     return [FoldModel(name, path, read_metadata(path, f"{name} weights"))]
 
 
