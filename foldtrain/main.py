@@ -131,6 +131,12 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     status.rank = accelerator.process_index
     setup_logging(accelerator.is_main_process)
     use_all_cores(accelerator.device.type)
+    teacher = None
+    if cfg.distill.teacher:  # a missing or unfinished teacher answers before any folder is claimed
+        from foldtrain.teach.teacher_run import check_same_split_settings, open_teacher
+
+        teacher = open_teacher(cfg.distill.teacher, "distill.teacher")
+        check_same_split_settings(teacher, cfg)
     cfg, folder, lock = claim(cfg, accelerator)
     if cfg.data.root == DataConfig().root:
         with accelerator.main_process_first():
@@ -145,9 +151,15 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     lap("setup")
     data = prepare_data(cfg, folder.folds_file, accelerator)
     lap("data")
-    session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)))
+    session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)),
+                      teacher)
     facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
     folds = cv.planned_folds(session)
+    if teacher is not None:
+        from foldtrain.teach.teacher_run import check_same_folds, check_taught_folds
+
+        check_same_folds(teacher, cfg, data.frame, data.classes)
+        check_taught_folds(teacher, folds)
     hooks: list = [status]
     tracking = None
     if accelerator.is_main_process:
@@ -162,7 +174,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
         line, warn = precision_line(accelerator.mixed_precision, accelerator.device.type)
         log.log(logging.WARNING if warn else logging.INFO, "%s", line)
         hooks.append(ConsoleProgress(cfg.cv.folds, cv.epochs_ahead(session, folds), quiet))
-        tracking = Tracking(cfg, folder, data, facts)
+        tracking = Tracking(cfg, folder, data, facts, teacher)
         hooks.append(tracking.fold_runs)
     if cfg.train.gradcam and (accelerator.is_main_process or cfg.cv.parallel == "folds"):
         from foldtrain.track.gradcam_hook import FoldGradcam
@@ -223,14 +235,15 @@ def run_facts(cfg: Config, accelerator) -> dict:
 class Tracking:
     """The main process's MLflow side of the run: the parent, the fold runs (a hook), and the end."""
 
-    def __init__(self, cfg: Config, folder, data, facts: dict):
+    def __init__(self, cfg: Config, folder, data, facts: dict, teacher=None):
         from foldtrain.track.fold_runs import FoldRuns
         from foldtrain.track.mlflow_tracker import MLflowTracker
         from foldtrain.track.parent_run import open_parent
 
-        self.cfg, self.folder, self.data = cfg, folder, data
+        self.cfg, self.folder, self.data, self.teacher = cfg, folder, data, teacher
         self.tracker = MLflowTracker(cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
-        self.parent = open_parent(self.tracker, cfg, folder, data, facts)
+        self.parent = open_parent(self.tracker, cfg, folder, data, facts,
+                                  teacher.tags("distill") if teacher is not None else None)
         self.fold_runs = FoldRuns(self.tracker, self.parent, cfg, folder.path, data.frame, len(data.classes))
         self.fold_runs.save()
 
@@ -246,6 +259,10 @@ class Tracking:
 
         clock = time.perf_counter()
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        if self.teacher is not None:
+            from foldtrain.teach.distill import distill_summary
+
+            summary["distill"] = distill_summary(self.cfg, self.teacher, self.folder, summary)
         stages["results"] = time.perf_counter() - clock
         clock = time.perf_counter()
         failure = None
@@ -271,6 +288,8 @@ class Tracking:
         self.fold_runs.describe(summary)
         for line in caveats(summary):
             log.warning("%s", line)
+        if summary.get("distill", {}).get("final_model"):
+            log.info("%s", summary["distill"]["final_note"])
         for finding in summary["diagnosis"]:
             log.warning("%s", finding["advice"])
         close_parent(self.tracker, self.parent, self.cfg, self.folder, summary, failure)

@@ -5,6 +5,7 @@ from foldtrain.config.load import (
     build_config,
     cache_root,
     dump,
+    fits_all_data,
     flatten,
     image_hw,
     keys,
@@ -13,5 +14,5 @@ from foldtrain.config.load import (
 )
 from foldtrain.config.schema import Config
 
-__all__ = ["Config", "ConfigError", "build_config", "cache_root", "dump", "flatten", "image_hw", "keys", "replace",
-           "to_dict"]
+__all__ = ["Config", "ConfigError", "build_config", "cache_root", "dump", "fits_all_data", "flatten", "image_hw",
+           "keys", "replace", "to_dict"]

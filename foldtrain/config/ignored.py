@@ -22,6 +22,7 @@ IGNORED_UNLESS: dict[str, tuple[str, Callable[[Config], bool]]] = {
     "model.drop_path_rate": ("model.freeze_backbone trains the classifier only", lambda c: c.model.freeze_backbone),
 }
 FACECROP_REASON = ("data.face_crop is false", lambda c: not c.data.face_crop)
+DISTILL_REASON = ("distill.teacher is not set", lambda c: not c.distill.teacher)
 
 
 def ignored_settings(cfg: Config) -> list[str]:
@@ -29,7 +30,8 @@ def ignored_settings(cfg: Config) -> list[str]:
     values, defaults = flatten(cfg), flatten(Config())
     found = []
     for key, value in values.items():
-        rule = IGNORED_UNLESS.get(key) or (FACECROP_REASON if key.startswith("facecrop.") else None)
+        rule = IGNORED_UNLESS.get(key) or (FACECROP_REASON if key.startswith("facecrop.") else
+                                           DISTILL_REASON if key.startswith("distill.") else None)
         if rule is not None and value != defaults[key] and rule[1](cfg):
             found.append(f"{key}={value} is ignored: {rule[0]}")
     return found

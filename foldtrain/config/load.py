@@ -184,6 +184,14 @@ def validate(cfg: Config) -> None:
     if cfg.cv.only is not None and max(cfg.cv.only) >= cfg.cv.folds:
         raise ConfigError(f"config key 'cv.only' must list fold numbers in 0..{cfg.cv.folds - 1} "
                           f"(cv.folds={cfg.cv.folds}), got {cfg.cv.only!r}")
+    if cfg.distill.final and not cfg.distill.teacher:
+        raise ConfigError("distill.final=true needs distill.teacher=RUN (the run whose folds teach the student); "
+                          "for an all-data model without a teacher use cv.full_fit=true")
+
+
+def fits_all_data(cfg: Config) -> bool:
+    """After CV, one model on every image: `cv.full_fit`, or the deployable student of `distill.final`."""
+    return cfg.cv.full_fit or cfg.distill.final
 
 
 def image_hw(size: int | list[int]) -> tuple[int, int]:

@@ -230,6 +230,18 @@ class MLflowConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    teacher: str | None = key(None, "a finished run folder to distil: fold k's student learns from the teacher's fold "
+                              "k model on its own batches (null: no distillation)", NON_EMPTY)
+    temperature: float = key(2.0, "softmax temperature of the teacher's and student's scores in the KL term",
+                             number(0.05, 100))
+    alpha: float = key(0.5, "weight of the hard-label loss; the KL term to the teacher gets 1 - alpha", PROBABILITY)
+    tta: str = key("hflip", "the teacher's TTA views on each training batch", one_of(TTA))
+    final: bool = key(False, "after CV, train the deployable student on all images, taught by every teacher fold "
+                      "(full/; its expected score is the k-fold students' oof_f1)")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     facecrop: FaceCropConfig = field(default_factory=FaceCropConfig)
@@ -240,3 +252,4 @@ class Config:
     ci: CIConfig = field(default_factory=CIConfig)
     run: RunConfig = field(default_factory=RunConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)

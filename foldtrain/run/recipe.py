@@ -14,9 +14,10 @@ from foldtrain.config import Config, flatten
 from foldtrain.run.folder import EPOCHS_DIR, STATE_DIR, WEIGHTS, RunFolderError
 
 # Settings that change neither the weights nor the split: where caches live, how many workers read them, the resume
-# switch itself, compiling the same graph, and the Grad-CAM pictures drawn after each fold.
-FREE_KEYS = ("data.num_workers", "data.cache_dir", "train.resume", "train.compile", "train.gradcam")
-RECIPE_PREFIXES = ("model.", "data.", "facecrop.", "train.", "aug.")
+# switch itself, compiling the same graph, the Grad-CAM pictures drawn after each fold, and whether a deployable
+# student follows the folds.
+FREE_KEYS = ("data.num_workers", "data.cache_dir", "train.resume", "train.compile", "train.gradcam", "distill.final")
+RECIPE_PREFIXES = ("model.", "data.", "facecrop.", "train.", "aug.", "distill.")
 RECIPE_KEYS = ("cv.folds", "cv.seed", "cv.parallel")
 
 

@@ -18,13 +18,16 @@ ARTIFACTS = (SUMMARY, FOLDS, OOF, OOF_TTA, "per_class_f1.csv", *PICTURES)
 
 
 def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: PreparedData,
-                facts: dict) -> str | None:
-    """The parent run: reattached on resume, else created with every resolved config value as a param."""
+                facts: dict, kind_tags: dict[str, str] | None = None) -> str | None:
+    """The parent run: reattached on resume, else created with every resolved config value as a param.
+
+    `kind_tags` replace `foldtrain.kind=cv` for a run taught by another (`foldtrain.kind=distill` and the teacher).
+    """
     saved = folder.tracking() if cfg.train.resume else {}
     if saved.get("parent_id"):
         return tracker.reattach(saved["parent_id"])
     params = flatten(cfg) | {"mlflow.tracking_uri": tracker.connect()} | facts
-    tags = {"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"}
+    tags = {"run_dir": str(folder.path.resolve()), "foldtrain.kind": "cv"} | (kind_tags or {})
     trial = trial_context() or {}
     if trial:  # a trial of `foldtrain.tune`: a child of the study's run
         tags |= {"foldtrain.study": trial["study"], "foldtrain.trial": str(trial["number"])}

@@ -14,6 +14,7 @@ import shutil
 
 import numpy as np
 
+from foldtrain.config import fits_all_data
 from foldtrain.files import write_json
 from foldtrain.run.folder import EPOCHS_DIR, RESULT, WEIGHTS
 from foldtrain.train.checkpoint import epoch_weights, read_result
@@ -52,7 +53,7 @@ class CrossValidation:
                 choose_honest_checkpoints(session, self.folds)
             score_oof_views(session, self.folds)
         accelerator.wait_for_everyone()
-        if cfg.cv.full_fit:
+        if fits_all_data(cfg):
             fit_all_data(session, self.folds, self.hooks)
 
 
@@ -85,7 +86,7 @@ def epochs_ahead(session: Session, folds: list[int]) -> dict[int, int]:
     todo = [f for f in folds if f not in done]
     mine = todo if cfg.cv.parallel == "ddp" else assigned(todo, accelerator)
     ahead = dict.fromkeys(mine, cfg.train.epochs)
-    if cfg.cv.full_fit and (cfg.cv.parallel == "ddp" or accelerator.is_main_process):
+    if fits_all_data(cfg) and (cfg.cv.parallel == "ddp" or accelerator.is_main_process):
         ahead[-1] = cfg.train.epochs  # at most: `full_fit_epochs` settles it once the folds are done
     return ahead
 

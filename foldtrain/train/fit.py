@@ -142,6 +142,8 @@ class FoldFit:
         self.mixer = BatchMixer(cfg.aug.cutmix, cfg.aug.mixup, cfg.aug.cutmix_mode, len(data.classes),
                                 seed=self.spec.seed + 1000 * self.place.rank)
         self.batch_prep = BatchPrep(self.normalize, cfg.aug.random_erasing, self.mixer, self.device)
+        if self.s.teacher is not None:
+            self.teach()
         self.counter = UpdateCounter()
         meta = {"model": cfg.model.name, "num_classes": len(data.classes), "heads": heads.name,
                 "classes": data.classes, "image_size": list(data.size_hw), "mean": list(mean), "std": list(std),
@@ -149,6 +151,17 @@ class FoldFit:
         # Without validation rows (the all-data fit) there is no epoch to choose: the last weights are the model.
         rule = cfg.train.checkpoint if len(self.spec.val_rows) else "last"
         self.checkpoints = CheckpointPolicy(self.spec.out_dir, rule, cfg.train.save_above, meta)
+
+    def teach(self) -> None:
+        """`distill.teacher`: the teacher's scores on each prepared batch join the targets, and the loss becomes
+        the distillation loss. Fold k learns from the teacher's fold k alone, the all-data fit from every fold."""
+        from foldtrain.teach.distill import DistillLoss, DistillPrep, EnsembleTeacher
+
+        distill = self.cfg.distill
+        teacher = EnsembleTeacher(self.s.teacher.models_for(self.spec.fold), distill.tta, self.device,
+                                  self.s.data.size_hw)
+        self.batch_prep = DistillPrep(self.batch_prep, teacher, self.s.accelerator.autocast)
+        self.loss_fn = DistillLoss(self.loss_fn, self.s.heads.class_scores, distill.temperature, distill.alpha)
 
     def loaders(self):
         cfg, data = self.cfg, self.s.data

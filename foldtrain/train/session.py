@@ -10,14 +10,16 @@ from foldtrain.config import Config
 from foldtrain.data.prepare import PreparedData
 from foldtrain.model.heads import Heads
 from foldtrain.run.folder import RunFolder
+from foldtrain.teach.teacher_run import TeacherRun
 
 
 @dataclass(frozen=True)
 class Session:
-    """The config, the prepared data, the run folder, the Accelerator and the output heads of a CV run."""
+    """The config, the prepared data, the run folder, the Accelerator, the output heads and the teacher of a CV run."""
 
     cfg: Config
     data: PreparedData
     folder: RunFolder
     accelerator: Accelerator
     heads: Heads
+    teacher: TeacherRun | None = None  # `distill.teacher`: the run whose fold models teach this one

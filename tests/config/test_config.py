@@ -111,6 +111,9 @@ def test_a_key_the_chosen_mode_ignores_gets_one_warning_naming_it():
     assert [line.split("=")[0] for line in found] == ["data.age_bins", "facecrop.min_prob", "train.t0", "train.max_lr",
                                                       "aug.cutmix_mode"]
     assert "train.t0=3 is ignored: only train.scheduler=cosine_restarts uses it" in found
+    assert ignored_settings(build_config([], ["distill.alpha=0.2"])) == [
+        "distill.alpha=0.2 is ignored: distill.teacher is not set"]
+    assert ignored_settings(build_config([], ["distill.alpha=0.2", "distill.teacher=runs/t"])) == []
     used = build_config([], ["train.scheduler=cosine_restarts", "train.t0=3", "data.face_crop=true",
                              "facecrop.min_prob=0.5", "aug.cutmix=0.5", "aug.cutmix_mode=band"])
     assert ignored_settings(used) == []

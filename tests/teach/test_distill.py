@@ -1,0 +1,146 @@
+"""Distillation's parts: fold k's student is taught by the teacher's fold k alone (teacher folds that each answer
+one constant class), the teacher sees the student's own pixels whatever the two normalisations, the loss's two
+terms, and a teacher split otherwise refused naming the first difference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from foldtrain.config import build_config, dump
+from foldtrain.data.transforms import DeviceNormalize
+from foldtrain.model.factory import build_model
+from foldtrain.model.fold_ensemble import FoldScorer
+from foldtrain.model.weights import save_weights
+from foldtrain.teach.distill import DistillLoss, EnsembleTeacher
+from foldtrain.teach.teacher_run import TeacherError, check_same_folds, check_taught_folds, open_teacher
+
+CLASSES = [f"c{i}" for i in range(4)]
+SIZE = (32, 32)
+
+
+def constant_fold_net(answer: int) -> torch.nn.Module:
+    """A network whose class scores are one-hot on `answer`, whatever the image."""
+    net = build_model("resnet10t", len(CLASSES))
+    head = net.get_classifier()
+    torch.nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias.copy_(torch.nn.functional.one_hot(torch.tensor(answer), len(CLASSES)).float() * 10)
+    return net
+
+
+def teacher_run(root: Path, folds: int = 3, trained: list[int] | None = None, mean=(0.5, 0.5, 0.5),
+                std=(0.25, 0.25, 0.25)) -> tuple[Path, pd.DataFrame]:
+    """A finished teacher run folder whose fold k always answers class (k + 1) mod 4."""
+    run = root / "teacher"
+    trained = list(range(folds)) if trained is None else trained
+    cfg = build_config([], [f"cv.folds={folds}", "data.root=data"])
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump(cfg))
+    frame = pd.DataFrame({"path": [f"p{i}/img.jpg" for i in range(12)], "label": [i % 4 for i in range(12)],
+                          "fold": [i % folds for i in range(12)]})
+    frame.to_csv(run / "folds.csv", index=False)
+    (run / "summary.json").write_text(json.dumps({"folds_trained": trained, "classes": CLASSES, "oof_f1": 0.5}))
+    for k in trained:
+        (run / f"fold{k}").mkdir()
+        (run / f"fold{k}" / "result.json").write_text(json.dumps({"finished": True}))
+        meta = {"model": "resnet10t", "num_classes": 4, "heads": "single", "classes": CLASSES,
+                "image_size": list(SIZE), "mean": list(mean), "std": list(std), "fold": k}
+        save_weights(constant_fold_net((k + 1) % 4).state_dict(), run / f"fold{k}" / "model.safetensors", meta)
+    return run, frame
+
+
+def batch(n: int = 6) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(0).integers(0, 256, (n, 3, *SIZE), dtype=np.uint8))
+
+
+def test_each_student_fold_is_taught_by_its_own_teacher_fold_and_the_final_student_by_all(tmp_path: Path):
+    teacher = open_teacher(teacher_run(tmp_path)[0], "distill.teacher")
+    student = DeviceNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    inputs = student(batch())
+    for fold in range(3):
+        taught = EnsembleTeacher(teacher.models_for(fold), "hflip", torch.device("cpu"), SIZE)
+        scores = taught(inputs, student.mean, student.std)
+        assert (scores.argmax(1) == (fold + 1) % 4).all(), f"fold {fold} was taught by another teacher fold"
+    everyone = EnsembleTeacher(teacher.models_for(-1), "none", torch.device("cpu"), SIZE)
+    scores = everyone(inputs, student.mean, student.std)
+    # the mean of folds answering classes 1, 2 and 3: class 0 gets nothing, the others a third each
+    assert torch.allclose(scores[0], torch.tensor([0.0, 10 / 3, 10 / 3, 10 / 3]), atol=1e-4)
+
+
+def test_a_missing_teacher_fold_is_refused_before_training(tmp_path: Path):
+    teacher = open_teacher(teacher_run(tmp_path, trained=[0, 2])[0], "distill.teacher")
+    with pytest.raises(TeacherError, match="not fold 1"):
+        check_taught_folds(teacher, [0, 1, 2])
+    with pytest.raises(TeacherError, match="not fold 1"):
+        teacher.models_for(1)
+    check_taught_folds(teacher, [0, 2])
+
+
+def test_the_teacher_sees_the_students_pixels_through_its_own_normalisation(tmp_path: Path):
+    run, _ = teacher_run(tmp_path, mean=(0.1, 0.6, 0.3), std=(0.4, 0.2, 0.3))
+    teacher = open_teacher(run, "distill.teacher")
+    fold = teacher.models_for(0)
+    torch.manual_seed(0)
+    save_weights(build_model("resnet10t", 4).eval().state_dict(), fold[0].path, fold[0].meta)  # a non-constant net
+    images = batch()
+    direct = FoldScorer(fold[0], "hflip", torch.device("cpu")).eval()(images)
+    student = DeviceNormalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    through = EnsembleTeacher(fold, "hflip", torch.device("cpu"), SIZE)(student(images), student.mean, student.std)
+    assert torch.allclose(direct, through, atol=1e-3), (direct - through).abs().max()
+
+
+def test_the_loss_weighs_the_hard_labels_against_the_teacher():
+    hard = torch.nn.CrossEntropyLoss()
+    logits = torch.randn(5, 4, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    teacher = torch.randn(5, 4)
+    only_hard = DistillLoss(hard, lambda x: x, temperature=2.0, alpha=1.0)
+    assert torch.isclose(only_hard(logits, (labels, teacher)), hard(logits, labels))
+    only_teacher = DistillLoss(hard, lambda x: x, temperature=2.0, alpha=0.0)
+    assert only_teacher(logits.detach(), (labels, logits.detach())).abs() < 1e-6  # a student equal to its teacher
+    loss = only_teacher(logits, (labels, teacher))
+    loss.backward()
+    with torch.no_grad():  # one step down the gradient moves the student towards the teacher
+        assert only_teacher(logits - 0.1 * logits.grad, (labels, teacher)) < loss
+    half = DistillLoss(hard, lambda x: x, temperature=2.0, alpha=0.5)(logits, (labels, teacher))
+    assert torch.isclose(half, 0.5 * hard(logits, labels) + 0.5 * loss)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("label", "has label"), ("fold", "has fold"), ("image", "only in"), ("folds", "cv.folds=3"),
+    ("classes", "classes")])
+def test_a_student_split_otherwise_is_refused_naming_the_first_difference(tmp_path: Path, change: str,
+                                                                         message: str):
+    run, frame = teacher_run(tmp_path)
+    teacher = open_teacher(run, "distill.teacher")
+    cfg = build_config([], ["cv.folds=3", "data.root=data"])
+    classes = list(CLASSES)
+    check_same_folds(teacher, cfg, frame, classes)  # the same split passes
+    frame = frame.copy()
+    if change == "label":
+        frame.loc[4, "label"] = 3
+    elif change == "fold":
+        frame.loc[4, "fold"] = 2
+    elif change == "image":
+        frame.loc[4, "path"] = "elsewhere.jpg"
+    elif change == "folds":
+        cfg = build_config([], ["cv.folds=4", "data.root=data"])
+    else:
+        classes = classes[::-1]
+    with pytest.raises(TeacherError, match=message) as err:
+        check_same_folds(teacher, cfg, frame, classes)
+    assert "\n" not in str(err.value)
+
+
+def test_an_unfinished_or_absent_teacher_is_one_line(tmp_path: Path):
+    with pytest.raises(TeacherError, match="not a folder"):
+        open_teacher(tmp_path / "nothing", "distill.teacher")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(TeacherError, match="did not finish"):
+        open_teacher(tmp_path / "half", "distill.teacher")
