@@ -11,7 +11,6 @@ import torch
 from foldtrain.config import Config, cache_root
 from foldtrain.data.cache import build_cache, decode_resized
 from foldtrain.data.loaders import CachedImageDataset, build_loader, default_workers
-from foldtrain.data.prepare import source_root
 from foldtrain.data.tables import read_eval
 from foldtrain.data.transforms import build_eval_transform, working_size
 
@@ -24,6 +23,8 @@ def eval_loader(cfg: Config, data_dir: Path, size_hw: tuple[int, int], batch_siz
     The eval folder is face-cropped with the run's `facecrop` settings when the run trained on crops, a photo
     without a face cut with the run's `face_fallback` (the training images' mean face crop).
     """
+    from foldtrain.data.prepare import source_root  # its fold splitting pulls in scikit-learn: not at start-up
+
     table = read_eval(source_root(cfg, Path(data_dir), face_fallback), cfg.data.follow_symlinks)
     cache = build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_root(cfg))
     dataset = CachedImageDataset(cache, np.arange(len(table)), None, build_eval_transform(size_hw))

@@ -10,7 +10,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +27,8 @@ def assign_folds(frame: pd.DataFrame, k: int, seed: int) -> pd.Series:
     groups = frame["person"].to_numpy()
     if len(np.unique(groups)) < k:
         raise FoldError(f"{len(np.unique(groups))} persons cannot fill {k} folds; lower cv.folds or add data")
+    from sklearn.model_selection import StratifiedGroupKFold  # imported here: prediction never splits
+
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold = np.full(len(frame), -1, dtype=int)
     for index, (_, val) in enumerate(splitter.split(np.zeros(len(frame)), frame["label"].to_numpy(), groups)):
