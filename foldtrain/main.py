@@ -131,12 +131,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     status.rank = accelerator.process_index
     setup_logging(accelerator.is_main_process)
     use_all_cores(accelerator.device.type)
-    teacher = None
-    if cfg.distill.teacher:  # a missing or unfinished teacher answers before any folder is claimed
-        from foldtrain.teach.teacher_run import check_same_split_settings, open_teacher
-
-        teacher = open_teacher(cfg.distill.teacher, "distill.teacher")
-        check_same_split_settings(teacher, cfg)
+    teacher = open_teacher_of(cfg)  # a missing, unfinished or otherwise split teacher answers before any claim
     cfg, folder, lock = claim(cfg, accelerator)
     if cfg.data.root == DataConfig().root:
         with accelerator.main_process_first():
@@ -152,7 +147,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     data = prepare_data(cfg, folder.folds_file, accelerator)
     lap("data")
     session = Session(cfg, data, folder, accelerator, resolve_heads(cfg.model.heads, data.format, len(data.classes)),
-                      teacher)
+                      teacher if cfg.distill.teacher else None)
     facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
     folds = cv.planned_folds(session)
     if teacher is not None:
@@ -160,6 +155,16 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
 
         check_same_folds(teacher, cfg, data.frame, data.classes)
         check_taught_folds(teacher, folds)
+    if cfg.pseudo.teacher:
+        import dataclasses
+
+        from foldtrain.config import fits_all_data
+        from foldtrain.teach.pseudo import ALL_DATA, label_pool
+
+        fits = folds + ([ALL_DATA] if fits_all_data(cfg) else [])
+        session = dataclasses.replace(session, pool=label_pool(cfg, teacher, folder, fits, data.size_hw,
+                                                               data.face_fallback, accelerator))
+    lap("teacher")
     hooks: list = [status]
     tracking = None
     if accelerator.is_main_process:
@@ -174,7 +179,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
         line, warn = precision_line(accelerator.mixed_precision, accelerator.device.type)
         log.log(logging.WARNING if warn else logging.INFO, "%s", line)
         hooks.append(ConsoleProgress(cfg.cv.folds, cv.epochs_ahead(session, folds), quiet))
-        tracking = Tracking(cfg, folder, data, facts, teacher)
+        tracking = Tracking(cfg, folder, data, facts, teacher, session.pool)
         hooks.append(tracking.fold_runs)
     if cfg.train.gradcam and (accelerator.is_main_process or cfg.cv.parallel == "folds"):
         from foldtrain.track.gradcam_hook import FoldGradcam
@@ -211,6 +216,22 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     return 0
 
 
+def open_teacher_of(cfg: Config):
+    """The run named by `distill.teacher` or `pseudo.teacher` (None when neither), checked to split as this run."""
+    key = "distill.teacher" if cfg.distill.teacher else "pseudo.teacher" if cfg.pseudo.teacher else None
+    if key is None:
+        return None
+    from foldtrain.teach.teacher_run import TeacherError, check_same_split_settings, open_teacher
+
+    teacher = open_teacher(cfg.distill.teacher or cfg.pseudo.teacher, key)
+    check_same_split_settings(teacher, cfg)
+    if cfg.pseudo.warm_start and (teacher.cfg.model.name, teacher.cfg.model.heads) != (cfg.model.name,
+                                                                                          cfg.model.heads):
+        raise TeacherError(f"pseudo.warm_start=true starts each fold from the teacher's weights: it needs the "
+                           f"teacher's model.name={teacher.cfg.model.name} and model.heads={teacher.cfg.model.heads}")
+    return teacher
+
+
 def start_system_metrics(cfg: Config, accelerator, tracking: Tracking | None):
     """`mlflow.system_metrics`: one monitor per machine, logging to the parent run (its id shared by broadcast)."""
     if not cfg.mlflow.system_metrics:
@@ -235,15 +256,16 @@ def run_facts(cfg: Config, accelerator) -> dict:
 class Tracking:
     """The main process's MLflow side of the run: the parent, the fold runs (a hook), and the end."""
 
-    def __init__(self, cfg: Config, folder, data, facts: dict, teacher=None):
+    def __init__(self, cfg: Config, folder, data, facts: dict, teacher=None, pool=None):
         from foldtrain.track.fold_runs import FoldRuns
         from foldtrain.track.mlflow_tracker import MLflowTracker
         from foldtrain.track.parent_run import open_parent
 
-        self.cfg, self.folder, self.data, self.teacher = cfg, folder, data, teacher
+        self.cfg, self.folder, self.data, self.teacher, self.pool = cfg, folder, data, teacher, pool
         self.tracker = MLflowTracker(cfg.mlflow.experiment, cfg.mlflow.tracking_uri)
+        kind = "distill" if cfg.distill.teacher else "pseudo"
         self.parent = open_parent(self.tracker, cfg, folder, data, facts,
-                                  teacher.tags("distill") if teacher is not None else None)
+                                  teacher.tags(kind) if teacher is not None else None)
         self.fold_runs = FoldRuns(self.tracker, self.parent, cfg, folder.path, data.frame, len(data.classes))
         self.fold_runs.save()
 
@@ -259,10 +281,16 @@ class Tracking:
 
         clock = time.perf_counter()
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
-        if self.teacher is not None:
+        if self.cfg.distill.teacher:
             from foldtrain.teach.distill import distill_summary
 
             summary["distill"] = distill_summary(self.cfg, self.teacher, self.folder, summary)
+        if self.pool is not None:
+            from foldtrain.teach.pseudo import pseudo_summary
+
+            summary["pseudo"] = pseudo_summary(self.cfg, self.pool, self.data.classes)
+            if self.cfg.pseudo.naive:  # marked as any optimistic rule is: the headline, caveats and blending say so
+                summary["oof_rule_note"] = summary["pseudo"]["oof_note"]
         stages["results"] = time.perf_counter() - clock
         clock = time.perf_counter()
         failure = None

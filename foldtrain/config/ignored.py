@@ -20,9 +20,12 @@ IGNORED_UNLESS: dict[str, tuple[str, Callable[[Config], bool]]] = {
     "data.age_bins": ("only the mask layout has ages", lambda c: c.data.format in ("csv", "imagefolder")),
     "data.label_fixes": ("only the mask layout has person fixes", lambda c: c.data.format in ("csv", "imagefolder")),
     "model.drop_path_rate": ("model.freeze_backbone trains the classifier only", lambda c: c.model.freeze_backbone),
+    "pseudo.quantile": ("pseudo.soft keeps every pool image", lambda c: c.pseudo.soft),
+    "pseudo.temperature": ("only pseudo.soft=true uses it", lambda c: not c.pseudo.soft),
 }
 FACECROP_REASON = ("data.face_crop is false", lambda c: not c.data.face_crop)
 DISTILL_REASON = ("distill.teacher is not set", lambda c: not c.distill.teacher)
+PSEUDO_REASON = ("pseudo.teacher is not set", lambda c: not c.pseudo.teacher)
 
 
 def ignored_settings(cfg: Config) -> list[str]:
@@ -31,7 +34,8 @@ def ignored_settings(cfg: Config) -> list[str]:
     found = []
     for key, value in values.items():
         rule = IGNORED_UNLESS.get(key) or (FACECROP_REASON if key.startswith("facecrop.") else
-                                           DISTILL_REASON if key.startswith("distill.") else None)
+                                           DISTILL_REASON if key.startswith("distill.") else
+                                           PSEUDO_REASON if key.startswith("pseudo.") else None)
         if rule is not None and value != defaults[key] and rule[1](cfg):
             found.append(f"{key}={value} is ignored: {rule[0]}")
     return found

@@ -242,6 +242,23 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class PseudoConfig:
+    teacher: str | None = key(None, "a finished run folder whose fold k labels the unlabeled pool for this run's fold "
+                              "k (null: no pseudo-labels)", NON_EMPTY)
+    data: str | None = key(None, "the unlabeled images: an eval folder (info.csv + images/) or any image folder "
+                           "(null: data.root/eval)", NON_EMPTY)
+    quantile: float = key(0.5, "hard labels: per predicted class, keep the pool images at or above this quantile of "
+                          "that class's confidences (0 keeps all)", number(0, 1, high_open=True))
+    soft: bool = key(False, "train on the teacher's probabilities for every pool image instead of kept hard labels")
+    temperature: float = key(1.0, "soft targets: the teacher's probabilities to the power 1/temperature, "
+                             "renormalised (below 1 sharpens)", number(0.05, 10))
+    tta: str = key("hflip", "the teacher's TTA views when it labels the pool", one_of(TTA))
+    warm_start: bool = key(False, "start fold k from the teacher's fold k weights (same model.name and heads)")
+    naive: bool = key(False, "label every fold's pool with the whole teacher ensemble, the usual leaky way, to "
+                      "measure the leak (the run's oof_f1 is marked optimistic)")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     facecrop: FaceCropConfig = field(default_factory=FaceCropConfig)
@@ -253,3 +270,4 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    pseudo: PseudoConfig = field(default_factory=PseudoConfig)

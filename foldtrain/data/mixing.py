@@ -61,6 +61,8 @@ class BatchMixer:
             images[:, :, y1:y2, x1:x2] = partner[:, :, y1:y2, x1:x2]
         else:
             images = images * lam + partner * (1.0 - lam)
+        if target.dim() == 2:  # soft targets (pseudo-labels): timm's mixup_target takes class indices only
+            return images, target * lam + target.flip(0) * (1.0 - lam)
         return images, mixup_target(target, self.num_classes, lam, smoothing=0.0)
 
     def cut_box(self, size_hw, lam: float) -> tuple[tuple[int, int, int, int], float]:

@@ -16,6 +16,7 @@ from foldtrain.files import StorageError, describe_storage_error, read_json
 # The run's own files
 CONFIG, FOLDS, SUMMARY, TRACKING = "config.yaml", "folds.csv", "summary.json", "tracking.json"
 OOF, OOF_TTA, FACE_FALLBACK, LOCK = "oof.csv", "oof_tta.csv", "face_fallback.json", ".lock"
+PSEUDO_LABELS, PSEUDO_PROBS = "pseudo_labels.csv", "pseudo_probs.npz"  # a pseudo-label round's pool and its labels
 # Each fold's files (`fold<k>/`, and `full/` for the all-data model)
 WEIGHTS, SCORES, OOF_VIEWS = "model.safetensors", "val_scores.npz", "oof_views.npz"
 METRICS, RESULT, EPOCHS_DIR, STATE_DIR = "metrics.csv", "result.json", "epochs", "state"

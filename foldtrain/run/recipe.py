@@ -17,7 +17,7 @@ from foldtrain.run.folder import EPOCHS_DIR, STATE_DIR, WEIGHTS, RunFolderError
 # switch itself, compiling the same graph, the Grad-CAM pictures drawn after each fold, and whether a deployable
 # student follows the folds.
 FREE_KEYS = ("data.num_workers", "data.cache_dir", "train.resume", "train.compile", "train.gradcam", "distill.final")
-RECIPE_PREFIXES = ("model.", "data.", "facecrop.", "train.", "aug.", "distill.")
+RECIPE_PREFIXES = ("model.", "data.", "facecrop.", "train.", "aug.", "distill.", "pseudo.")
 RECIPE_KEYS = ("cv.folds", "cv.seed", "cv.parallel")
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from foldtrain.config import Config, flatten
 from foldtrain.data.prepare import PreparedData
-from foldtrain.run.folder import FOLDS, OOF, OOF_TTA, SUMMARY, RunFolder
+from foldtrain.run.folder import FOLDS, OOF, OOF_TTA, PSEUDO_LABELS, SUMMARY, RunFolder
 from foldtrain.track.mlflow_tracker import MLflowTracker
 from foldtrain.track.register import describe
 from foldtrain.track.results import PICTURES
@@ -14,7 +14,7 @@ from foldtrain.tune.trial import trial_context
 
 SCORES = ("cv_f1_mean", "cv_f1_std", "oof_f1", "oof_acc", "oof_f1_best", "oof_f1_last", "oof_f1_honest")
 FOLD_TABLE = "fold_scores.json"  # an MLflow table: the artifact view shows it as one
-ARTIFACTS = (SUMMARY, FOLDS, OOF, OOF_TTA, "per_class_f1.csv", *PICTURES)
+ARTIFACTS = (SUMMARY, FOLDS, OOF, OOF_TTA, "per_class_f1.csv", PSEUDO_LABELS, *PICTURES)
 
 
 def open_parent(tracker: MLflowTracker, cfg: Config, folder: RunFolder, data: PreparedData,

@@ -139,7 +139,10 @@ def headline(summary: dict) -> str:
 def caveats(summary: dict) -> list[str]:
     """Why a figure is optimistic or missing, one line each, for the log."""
     lines = []
-    if summary.get("oof_rule_note"):
+    if summary.get("pseudo", {}).get("naive"):
+        lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; so is every estimate of this run (a clean "
+                     f"round: pseudo.naive=false)")
+    elif summary.get("oof_rule_note"):
         lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; trust oof_f1_honest or oof_f1_last")
     for key, reason in summary.get("estimate_notes", {}).items():
         lines.append(f"{key} is not reported: {reason}")

@@ -25,6 +25,7 @@ from foldtrain.data.stats import resolve_normalization
 from foldtrain.data.transforms import DeviceNormalize, build_eval_transform, build_train_transform
 from foldtrain.model.factory import build_model, freeze_backbone, model_norm
 from foldtrain.model.losses import loss_factory
+from foldtrain.model.weights import load_into
 from foldtrain.run.process import uninterrupted
 from foldtrain.run.recipe import recipe_of
 from foldtrain.train import metrics
@@ -120,6 +121,9 @@ class FoldFit:
         self.net = build_model(cfg.model.name, heads.outputs, pretrained=cfg.model.pretrained,
                                pretrained_file=cfg.model.pretrained_file, drop_rate=cfg.model.drop_rate,
                                drop_path_rate=cfg.model.drop_path_rate).to(memory_format=torch.channels_last)
+        if cfg.pseudo.warm_start and self.s.pool is not None and self.spec.fold >= 0:
+            # fold k continues from the teacher's fold k: no other fold's weights, so nothing of fold k's persons
+            load_into(self.net, self.s.pool.teacher.folder.weights(self.spec.fold), f"teacher fold {self.spec.fold}")
         if cfg.model.freeze_backbone:
             freeze_backbone(self.net)
         # `dataset` statistics are measured on this fold's own training rows (its validation images play no part)
@@ -173,8 +177,10 @@ class FoldFit:
         pin = self.device.type == "cuda"
         workers = cfg.data.num_workers if cfg.data.num_workers >= 0 else default_workers(
             self.s.accelerator.num_processes, pin)
-        train = build_loader(CachedImageDataset(data.cache_path, rows, labels[rows], train_tf), cfg.train.batch_size,
-                             True, workers, pin, seed=self.spec.seed)
+        train_set = CachedImageDataset(data.cache_path, rows, labels[rows], train_tf)
+        if self.s.pool is not None:  # a pseudo-label round: this fit's own pool labels join its training rows
+            train_set = self.s.pool.dataset(self.spec.fold, train_set, train_tf, len(data.classes))
+        train = build_loader(train_set, cfg.train.batch_size, True, workers, pin, seed=self.spec.seed)
         self.generator = train.generator
         if not len(val_rows):
             return train, None

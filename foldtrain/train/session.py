@@ -10,6 +10,7 @@ from foldtrain.config import Config
 from foldtrain.data.prepare import PreparedData
 from foldtrain.model.heads import Heads
 from foldtrain.run.folder import RunFolder
+from foldtrain.teach.pseudo import PseudoPool
 from foldtrain.teach.teacher_run import TeacherRun
 
 
@@ -23,3 +24,4 @@ class Session:
     accelerator: Accelerator
     heads: Heads
     teacher: TeacherRun | None = None  # `distill.teacher`: the run whose fold models teach this one
+    pool: PseudoPool | None = None  # `pseudo.teacher`: the unlabeled pool and each fit's labels

@@ -26,7 +26,8 @@ RANGES = ("log", "float", "int")
 # Keys that would give trials other folds, rows, labels or run folders: every trial of a study must score the same
 # rows on the same folds, or neither the comparison nor the selection-corrected estimate means anything.
 SHARED = ("cv.folds", "cv.seed", "cv.only", "cv.full_fit", "data.root", "data.format", "data.label_fixes", "run.dir",
-          "run.name", "train.resume", "distill.teacher", "distill.final")
+          "run.name", "train.resume", "distill.teacher", "distill.final", "pseudo.teacher", "pseudo.data",
+          "pseudo.naive")
 
 
 class SpaceError(ValueError):

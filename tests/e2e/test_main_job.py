@@ -116,6 +116,24 @@ def test_the_exported_onnx_ensemble_writes_the_same_submission(finished_run: dic
     assert run_module("ensemble.predict", ["--run", str(run), "--out", str(reference), "--tta", "hflip"],
                       cwd=work).returncode == 0
     assert pd.read_csv(out).equals(pd.read_csv(reference))  # every eval image gets the same class
+    # the copy logged to MLflow answers as MLflow's own ONNX pyfunc (onnxruntime) with the same classes
+    import re
+
+    import mlflow
+    import numpy as np
+    import torch
+
+    from foldtrain.data.eval_set import input_view
+
+    uri = re.search(r"logged to MLflow as (models:/\S+)", exported.stderr).group(1)
+    mlflow.set_tracking_uri(finished_run["uri"])
+    served = mlflow.pyfunc.load_model(uri)
+    info = pd.read_csv(demo_root / "eval" / "info.csv").head(8)
+    size = tuple(read_metadata(run / "fold0" / "model.safetensors")["image_size"])
+    images = torch.stack([input_view(demo_root / "eval" / "images" / name, size) for name in info["ImageID"]])
+    probs = served.predict({"images": images.numpy()})["probs"]
+    expected = pd.read_csv(reference).set_index("ImageID").loc[info["ImageID"], "ans"].to_numpy()
+    assert (np.asarray(probs).argmax(1) == expected).all()
     one = run_module("ensemble.export", ["--run", str(run), "--fold", "9"], cwd=work)
     assert one.returncode == 1 and "--fold 9" in one.stderr and no_traceback(one)
     no_full = run_module("ensemble.predict", ["--run", str(run), "--full-only"], cwd=work)
