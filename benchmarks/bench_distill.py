@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,17 +43,6 @@ def train(work: Path, name: str, root: Path, seed: int, extra: list[str]) -> tup
     return work / "runs" / name, time.perf_counter() - start
 
 
-def eval_f1(run: Path, root: Path, *flags: str) -> float:
-    from sklearn.metrics import f1_score
-
-    out = run / f"sub{'-'.join(flags).replace('--', '_')}.csv"
-    subprocess.run([sys.executable, "-m", "ensemble.predict", "--run", str(run), "--data", str(root / "eval"),
-                    "--out", str(out), *flags], cwd=REPO, check=True, capture_output=True)
-    truth = pd.read_csv(root / "eval_truth.csv").set_index("ImageID")["ans"]
-    sub = pd.read_csv(out).set_index("ImageID")["ans"]
-    return float(f1_score(truth.loc[sub.index], sub, average="macro"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -78,10 +66,10 @@ def main() -> None:
                                [epochs, f"model.name={args.student_model}", f"distill.teacher={teacher}",
                                 "distill.final=true"])
         summary = json.loads((student / "summary.json").read_text())
-        row = {"seed": seed, "teacher_eval_f1": eval_f1(teacher, root, "--tta", "hflip"),
-               "plain_single_eval_f1": eval_f1(teacher, root, "--full-only", "--tta", "none"),
-               "student_final_eval_f1": eval_f1(student, root, "--full-only", "--tta", "none"),
-               "student_folds_eval_f1": eval_f1(student, root, "--tta", "hflip"),
+        row = {"seed": seed, "teacher_eval_f1": common.eval_f1(teacher, root, "--tta", "hflip"),
+               "plain_single_eval_f1": common.eval_f1(teacher, root, "--full-only", "--tta", "none"),
+               "student_final_eval_f1": common.eval_f1(student, root, "--full-only", "--tta", "none"),
+               "student_folds_eval_f1": common.eval_f1(student, root, "--tta", "hflip"),
                "teacher_oof_f1": json.loads((teacher / "summary.json").read_text())["oof_f1"],
                "student_oof_f1": summary["oof_f1"], "teacher_seconds": round(t_sec), "student_seconds": round(s_sec)}
         row["final_over_teacher"] = row["student_final_eval_f1"] / row["teacher_eval_f1"]

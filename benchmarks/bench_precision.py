@@ -40,17 +40,6 @@ def job(root: Path, work: Path, name: str, preset: str, seed: int, epochs: int) 
     return time.perf_counter() - start, work / "runs" / name
 
 
-def eval_f1(run: Path, root: Path) -> float:
-    from sklearn.metrics import f1_score
-
-    out = run / "submission.csv"
-    subprocess.run([sys.executable, "-m", "ensemble.predict", "--run", str(run), "--out", str(out)], cwd=REPO,
-                   check=True, capture_output=True)
-    truth = pd.read_csv(root / "eval_truth.csv").set_index("ImageID")["ans"]
-    sub = pd.read_csv(out).set_index("ImageID")["ans"]
-    return float(f1_score(truth.loc[sub.index], sub, average="macro"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -71,7 +60,7 @@ def main() -> None:
                 summary = json.loads((run / "summary.json").read_text())
                 row = {"style": style, "seed": seed, "precision": precision, "seconds": round(seconds, 1),
                        "oof_f1": round(summary["oof_f1"], 4), "oof_f1_tta": round(summary["oof_f1_tta"], 4),
-                       "eval_f1": round(eval_f1(run, root), 4),
+                       "eval_f1": round(common.eval_f1(run, root), 4),
                        "mixed_precision": summary["mixed_precision"]}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,17 +40,6 @@ def train(work: Path, root: Path, seed: int, extra: list[str]) -> Path:
                         f"cv.seed={seed}", f"train.seed={seed}", f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}",
                         "mlflow.log_model=false", *extra], work)
     return work / "runs" / name
-
-
-def eval_f1(run: Path, root: Path) -> float:
-    from sklearn.metrics import f1_score
-
-    out = run / "submission.csv"
-    subprocess.run([sys.executable, "-m", "ensemble.predict", "--run", str(run), "--out", str(out)], cwd=run.parents[1],
-                   check=True, capture_output=True)
-    truth = pd.read_csv(root / "eval_truth.csv").set_index("ImageID")["ans"]
-    sub = pd.read_csv(out).set_index("ImageID")["ans"]
-    return float(f1_score(truth.loc[sub.index], sub, average="macro"))
 
 
 def main() -> None:
@@ -80,7 +68,7 @@ def main() -> None:
         for name, run in variants.items():
             summary = json.loads((run / "summary.json").read_text())
             row = {"seed": seed, "run": name, "oof_f1": round(summary["oof_f1"], 4),
-                   "eval_f1": round(eval_f1(run, root), 4)}
+                   "eval_f1": round(common.eval_f1(run, root), 4)}
             row["oof_minus_eval"] = round(row["oof_f1"] - row["eval_f1"], 4)
             print(json.dumps(row), flush=True)
             rows.append(row)

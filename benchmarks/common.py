@@ -63,6 +63,19 @@ def run_checked(cmd: list[str], cwd: Path) -> None:
         sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
 
 
+def eval_f1(run: Path, root: Path, *flags: str) -> float:
+    """Macro F1 of `ensemble.predict --run RUN [FLAGS]` on ROOT/eval against ROOT/eval_truth.csv (a demo set's)."""
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    out = run / f"submission{''.join(flags).replace('-', '_')}.csv"
+    subprocess.run([sys.executable, "-m", "ensemble.predict", "--run", str(run), "--data", str(root / "eval"),
+                    "--out", str(out), *flags], cwd=run.parents[1], check=True, capture_output=True)
+    truth = pd.read_csv(root / "eval_truth.csv").set_index("ImageID")["ans"]
+    sub = pd.read_csv(out).set_index("ImageID")["ans"]
+    return float(f1_score(truth.loc[sub.index], sub, average="macro"))
+
+
 def timed(fn: Callable[[], object]) -> float:
     """Wall seconds of one call."""
     start = time.perf_counter()
