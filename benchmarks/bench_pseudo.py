@@ -6,9 +6,11 @@ Per seed, a varied demo set whose eval photos (pool-ratio x the training photos,
 against 18,900 training photos) are the unlabeled pool; their truth is read only to score. Runs (resnet10t, 96 px,
 5 folds, the README's bf16 CPU preset, data seed = split seed = training seed):
 - teacher: E epochs;
-- round: `pseudo.teacher=TEACHER`, E epochs, the defaults (clean: fold k's pool labelled by teacher fold k);
-- round, warm: the same with `pseudo.warm_start=true`;
-- naive round: `pseudo.naive=true` (every fold's pool labelled by the whole teacher), E epochs;
+- round: `pseudo.teacher=TEACHER pseudo.warm_start=false`, E epochs (clean: fold k's pool labelled by teacher
+  fold k), each fold trained from scratch;
+- round, warm: the same with `pseudo.warm_start=true`: fold k continues from teacher fold k;
+- naive round: `pseudo.naive=true` (every fold's pool labelled by the whole teacher), E epochs, from scratch as
+  the first round (the same settings but the labels);
 - plain: 2E epochs, no pool (the teacher's plus the round's compute).
 Eval macro F1 is `ensemble.predict` (hflip) against eval_truth.csv; oof_f1 is each run's own.
 """
@@ -59,11 +61,12 @@ def main() -> None:
         e = args.epochs
         teacher = train(work, root, seed, [f"train.epochs={e}"])
         variants = {"teacher": teacher,
-                    "round": train(work, root, seed, [f"train.epochs={e}", f"pseudo.teacher={teacher}"]),
+                    "round": train(work, root, seed, [f"train.epochs={e}", f"pseudo.teacher={teacher}",
+                                                      "pseudo.warm_start=false"]),
                     "round, warm": train(work, root, seed, [f"train.epochs={e}", f"pseudo.teacher={teacher}",
                                                             "pseudo.warm_start=true"]),
                     "naive round": train(work, root, seed, [f"train.epochs={e}", f"pseudo.teacher={teacher}",
-                                                            "pseudo.naive=true"]),
+                                                            "pseudo.naive=true", "pseudo.warm_start=false"]),
                     f"plain {2 * e} epochs": train(work, root, seed, [f"train.epochs={2 * e}"])}
         for name, run in variants.items():
             summary = json.loads((run / "summary.json").read_text())
