@@ -227,8 +227,10 @@ def open_teacher_of(cfg: Config):
     check_same_split_settings(teacher, cfg)
     if cfg.pseudo.warm_start and (teacher.cfg.model.name, teacher.cfg.model.heads) != (cfg.model.name,
                                                                                           cfg.model.heads):
-        raise TeacherError(f"pseudo.warm_start=true starts each fold from the teacher's weights: it needs the "
-                           f"teacher's model.name={teacher.cfg.model.name} and model.heads={teacher.cfg.model.heads}")
+        raise TeacherError(f"pseudo.warm_start=true (the default) starts each fold from the teacher's weights: it "
+                           f"needs the teacher's model.name={teacher.cfg.model.name} and model.heads="
+                           f"{teacher.cfg.model.heads}; set pseudo.warm_start=false to train another model from "
+                           f"scratch")
     return teacher
 
 

@@ -101,6 +101,7 @@ def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, d
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     naive = accelerate_launch([*common, "run.name=naive", f"pseudo.teacher={teacher['run']}", "pseudo.naive=true",
                                "pseudo.soft=true", "pseudo.temperature=0.5", "pseudo.tta=none", "cv.only=[0]",
+                               "pseudo.warm_start=false",
                                f"pseudo.data={demo_root / 'eval'}", "mlflow.log_model=false"], cwd=work)
     assert naive.returncode == 0, naive.stderr[-3000:]
     assert "oof_f1 is optimistic: pseudo.naive=true" in naive.stderr
@@ -109,3 +110,6 @@ def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, d
     assert (pd.read_csv(work / "runs" / "naive" / "pseudo_labels.csv")["teacher_folds"] == "0 1").all()
     refused = run_main([*common, "run.name=other2", f"pseudo.teacher={teacher['run']}", "cv.folds=3"], cwd=work)
     assert refused.returncode == 1 and no_traceback(refused) and "cv.folds=2" in refused.stderr
+    other_model = run_main([*common, "run.name=other3", f"pseudo.teacher={teacher['run']}", "model.name=resnet18"],
+                           cwd=work)
+    assert other_model.returncode == 1 and "set pseudo.warm_start=false" in other_model.stderr
