@@ -155,6 +155,13 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
 
         check_same_folds(teacher, cfg, data.frame, data.classes)
         check_taught_folds(teacher, folds)
+    if cfg.distill.data:
+        import dataclasses
+
+        from foldtrain.teach.distill import unlabeled_cache
+
+        session = dataclasses.replace(session, unlabeled=unlabeled_cache(cfg, data.size_hw, accelerator,
+                                                                         data.face_fallback))
     if cfg.pseudo.teacher:
         import dataclasses
 

@@ -187,6 +187,9 @@ def validate(cfg: Config) -> None:
     if cfg.distill.final and not cfg.distill.teacher:
         raise ConfigError("distill.final=true needs distill.teacher=RUN (the run whose folds teach the student); "
                           "for an all-data model without a teacher use cv.full_fit=true")
+    if cfg.distill.data and not cfg.distill.teacher:
+        raise ConfigError("distill.data needs distill.teacher=RUN: unlabeled images are learnt from a teacher's "
+                          "scores alone")
     if cfg.distill.teacher and cfg.pseudo.teacher:
         raise ConfigError("distill.teacher and pseudo.teacher cannot be combined in one run: run the pseudo-label "
                           "round first, then distil it")

@@ -237,6 +237,8 @@ class DistillConfig:
                              number(0.05, 100))
     alpha: float = key(0.5, "weight of the hard-label loss; the KL term to the teacher gets 1 - alpha", PROBABILITY)
     tta: str = key("hflip", "the teacher's TTA views on each training batch", one_of(TTA))
+    data: str | None = key(None, "unlabeled images every student fit also learns from, on the teacher's scores alone "
+                           "(an eval folder or any image folder; e.g. data.root/eval)", NON_EMPTY)
     final: bool = key(False, "after CV, train the deployable student on all images, taught by every teacher fold "
                       "(full/; its expected score is the k-fold students' oof_f1)")
 

@@ -38,6 +38,20 @@ class CachedImageDataset(Dataset):
         return image, label, row
 
 
+class WithTargets(Dataset):
+    """A dataset's images with other targets (soft rows), row for row."""
+
+    def __init__(self, base: CachedImageDataset, targets: np.ndarray):
+        self.base, self.targets = base, targets
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, _, row = self.base[i]
+        return image, torch.from_numpy(self.targets[i]), row
+
+
 def default_workers(num_processes: int, gpu: bool) -> int:
     """Loader workers per process.
 

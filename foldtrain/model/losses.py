@@ -18,9 +18,14 @@ from foldtrain.user_error import UserError
 
 
 def soft_targets(target: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
-    """Probability rows for `target` (indices or rows), with label smoothing spread over all classes."""
+    """Probability rows for `target` (indices or rows), with label smoothing spread over all classes.
+
+    Smoothing moves a share of each row's own mass, so a row without a label (all zeros: an unlabeled image of
+    `distill.data`) stays without one."""
     rows = F.one_hot(target, num_classes).float() if target.dim() == 1 else target.float()
-    return rows * (1.0 - smoothing) + smoothing / num_classes if smoothing else rows
+    if not smoothing:
+        return rows
+    return rows * (1.0 - smoothing) + rows.sum(1, keepdim=True) * (smoothing / num_classes)
 
 
 def balanced_weights(counts: np.ndarray) -> torch.Tensor:

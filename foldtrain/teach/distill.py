@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from timm.task.distillation import DistillationTeacher
+from torch.utils.data import ConcatDataset
 
-from foldtrain.config import Config
+from foldtrain.config import Config, cache_root
+from foldtrain.data.cache import build_cache, open_cache
+from foldtrain.data.loaders import CachedImageDataset, WithTargets
+from foldtrain.data.transforms import working_size
 from foldtrain.model.fold_ensemble import FoldModel, FoldScorer
 from foldtrain.run.folder import WEIGHTS, RunFolder
 from foldtrain.teach.teacher_run import TeacherRun
@@ -103,6 +109,27 @@ class DistillLoss(torch.nn.Module):
         return self.alpha * self.hard_loss(outputs, hard_target) + (1 - self.alpha) * kd
 
 
+def unlabeled_cache(cfg: Config, size_hw: tuple[int, int], accelerator, face_fallback: dict | None) -> Path:
+    """`distill.data` decoded at the student's working size (face-cropped as training is), built by the main
+    process first."""
+    from foldtrain.data.prepare import source_root
+    from foldtrain.data.tables import read_eval
+
+    with accelerator.main_process_first():
+        table = read_eval(source_root(cfg, Path(cfg.distill.data), face_fallback), cfg.data.follow_symlinks)
+        return build_cache([Path(p) for p in table["path"]], working_size(size_hw), cache_root(cfg),
+                           check_every_row=accelerator.is_main_process)
+
+
+def with_unlabeled(labelled: CachedImageDataset, cache: Path, transform, num_classes: int) -> ConcatDataset:
+    """A fit's labelled rows (one-hot targets) and the unlabeled images (all-zero targets: no hard label, so the
+    hard-label loss skips them, and CutMix / Mixup mix in no label mass); the teacher's scores teach both."""
+    count = len(open_cache(cache))
+    pool = CachedImageDataset(cache, np.arange(count), None, transform)
+    hard = np.eye(num_classes, dtype=np.float32)[labelled.labels]
+    return ConcatDataset([WithTargets(labelled, hard), WithTargets(pool, np.zeros((count, num_classes), np.float32))])
+
+
 def distill_summary(cfg: Config, teacher: TeacherRun, folder: RunFolder, summary: dict) -> dict:
     """summary.json's `distill`: the teacher, the settings, and what the student's figures estimate.
 
@@ -114,7 +141,8 @@ def distill_summary(cfg: Config, teacher: TeacherRun, folder: RunFolder, summary
     out = {"teacher": str(teacher.folder.path), "teacher_run_id": teacher.run_id,
            "teacher_model": teacher.cfg.model.name, "teacher_oof_f1": teacher.summary.get("oof_f1"),
            "teacher_oof_f1_tta": teacher.summary.get("oof_f1_tta"), "temperature": d.temperature, "alpha": d.alpha,
-           "tta": d.tta, "oof_clean": "fold k's student learnt from the teacher's fold k model alone"}
+           "tta": d.tta, "unlabeled": str(Path(d.data).resolve()) if d.data else None,
+           "oof_clean": "fold k's student learnt from the teacher's fold k model alone"}
     final = (folder.full / WEIGHTS).resolve()
     if d.final and final.is_file():
         key = "oof_f1_honest" if summary.get("oof_rule_note") and summary.get("oof_f1_honest") is not None else "oof_f1"

@@ -24,7 +24,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from foldtrain.config import Config, cache_root
 from foldtrain.data.cache import build_cache
 from foldtrain.data.eval_set import eval_loader
-from foldtrain.data.loaders import CachedImageDataset
+from foldtrain.data.loaders import CachedImageDataset, WithTargets
 from foldtrain.data.transforms import working_size
 from foldtrain.files import atomic_path, read_csv, write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble
@@ -83,20 +83,6 @@ class PseudoPool:
             shares = rows.groupby("class")["kept"].mean()
             out[str(fold)] = {classes[int(c)]: round(float(v), 4) for c, v in shares.items()}
         return out
-
-
-class WithTargets(Dataset):
-    """A dataset's images with other targets (soft rows), row for row."""
-
-    def __init__(self, base: CachedImageDataset, targets: np.ndarray):
-        self.base, self.targets = base, targets
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, _, row = self.base[i]
-        return image, torch.from_numpy(self.targets[i]), row
 
 
 def pool_dir(cfg: Config) -> Path:

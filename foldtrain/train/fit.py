@@ -180,6 +180,10 @@ class FoldFit:
         train_set = CachedImageDataset(data.cache_path, rows, labels[rows], train_tf)
         if self.s.pool is not None:  # a pseudo-label round: this fit's own pool labels join its training rows
             train_set = self.s.pool.dataset(self.spec.fold, train_set, train_tf, len(data.classes))
+        if self.s.unlabeled is not None:  # distill.data: images the teacher alone labels, batch by batch
+            from foldtrain.teach.distill import with_unlabeled
+
+            train_set = with_unlabeled(train_set, self.s.unlabeled, train_tf, len(data.classes))
         train = build_loader(train_set, cfg.train.batch_size, True, workers, pin, seed=self.spec.seed)
         self.generator = train.generator
         if not len(val_rows):

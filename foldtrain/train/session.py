@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from accelerate import Accelerator
 
@@ -25,3 +26,4 @@ class Session:
     heads: Heads
     teacher: TeacherRun | None = None  # `distill.teacher`: the run whose fold models teach this one
     pool: PseudoPool | None = None  # `pseudo.teacher`: the unlabeled pool and each fit's labels
+    unlabeled: Path | None = None  # `distill.data`: the decoded cache of the images the teacher alone labels

@@ -40,6 +40,7 @@ def test_a_student_learns_from_its_teacher_folds_and_ships_one_model(teacher: di
 
     student = accelerate_launch([*common, "run.name=student", f"distill.teacher={teacher_dir}", "distill.final=true",
                                  "distill.temperature=3", "distill.alpha=0.3", "distill.tta=flips", "aug.cutmix=0.5",
+                                 f"distill.data={demo_root / 'eval'}",
                                  "mlflow.log_model=false"], cwd=tmp_path)
     assert student.returncode == 0, student.stderr[-3000:]
     assert "deployable student" in student.stderr and "expected F1" in student.stderr
@@ -48,6 +49,7 @@ def test_a_student_learns_from_its_teacher_folds_and_ships_one_model(teacher: di
     teacher_id = teacher["id"]
     distill = summary["distill"]
     assert distill["teacher_run_id"] == teacher_id and distill["temperature"] == 3
+    assert distill["unlabeled"] == str((demo_root / "eval").resolve())
     assert distill["final_expected_f1"] == summary["oof_f1"] and Path(distill["final_model"]).is_file()
     assert summary["folds_trained"] == [0, 1] and (run / "full" / "model.safetensors").is_file()
     tags = MlflowClient(uri).get_run(json.loads((run / "tracking.json").read_text())["parent_id"]).data.tags

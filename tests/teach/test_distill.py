@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,3 +105,26 @@ def test_an_unfinished_or_absent_teacher_is_one_line(tmp_path: Path):
     (tmp_path / "half").mkdir()
     with pytest.raises(TeacherError, match="did not finish"):
         open_teacher(tmp_path / "half", "distill.teacher")
+
+
+def test_unlabeled_images_have_no_hard_label_and_the_hard_loss_skips_them(tmp_path: Path):
+    from PIL import Image
+
+    from foldtrain.data.cache import build_cache
+    from foldtrain.data.loaders import CachedImageDataset
+    from foldtrain.model.losses import ClassificationLoss, balanced_weights
+    from foldtrain.teach.distill import with_unlabeled
+
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.full((8, 8, 3), i * 40, dtype=np.uint8)).save(paths[-1])
+    labelled = CachedImageDataset(build_cache(paths[:3], (8, 8), tmp_path / "c"), np.arange(3), np.array([0, 2, 1]))
+    data = with_unlabeled(labelled, build_cache(paths[3:], (8, 8), tmp_path / "c"), None, 4)
+    targets = torch.stack([data[i][1] for i in range(len(data))])
+    assert len(data) == 5 and targets[:3].argmax(1).tolist() == [0, 2, 1] and (targets[3:] == 0).all()
+    hard = ClassificationLoss("ce", class_weights=balanced_weights(np.array([1, 1, 1, 1])))
+    logits = torch.randn(5, 4)
+    assert torch.isclose(hard(logits, targets), hard(logits[:3], targets[:3]))  # the unlabeled rows add nothing
+    smoothed = ClassificationLoss("ce", label_smoothing=0.1, class_weights=balanced_weights(np.ones(4)))
+    assert torch.isclose(smoothed(logits, targets), smoothed(logits[:3], targets[:3]))
