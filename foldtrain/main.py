@@ -170,7 +170,7 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
 
         fits = folds + ([ALL_DATA] if fits_all_data(cfg) else [])
         session = dataclasses.replace(session, pool=label_pool(cfg, teacher, folder, fits, data.size_hw,
-                                                               data.face_fallback, accelerator))
+                                                               data.face_fallback, accelerator, session.heads.name))
     lap("teacher")
     hooks: list = [status]
     tracking = None

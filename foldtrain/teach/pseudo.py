@@ -28,6 +28,7 @@ from foldtrain.data.loaders import CachedImageDataset, WithTargets
 from foldtrain.data.transforms import working_size
 from foldtrain.files import atomic_path, read_csv, write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble
+from foldtrain.model.heads import MaskHeads
 from foldtrain.run.folder import PSEUDO_LABELS, PSEUDO_PROBS, RunFolder, RunFolderError
 from foldtrain.teach.teacher_run import TeacherRun
 
@@ -44,6 +45,19 @@ def keep_per_class(probs: np.ndarray, quantile: float) -> np.ndarray:
     for c in np.unique(pred):
         rows = pred == c
         kept[rows] = conf[rows] >= np.quantile(conf[rows], quantile)
+    return kept
+
+
+def keep_per_head(probs: np.ndarray, quantile: float, sizes: tuple[int, ...]) -> np.ndarray:
+    """`keep_per_class` on each head's marginal probabilities (three-head runs: mask, gender, age); a pool image
+    keeps its label when every head is confident by its own per-class threshold, so a rare age group is judged
+    against its own confidences, not against the 18 joint classes'. Keeps fewer images than one joint threshold."""
+    grid = probs.reshape(len(probs), *sizes)
+    axes = range(1, len(sizes) + 1)
+    kept = np.ones(len(probs), dtype=bool)
+    for head in axes:
+        marginal = grid.sum(axis=tuple(a for a in axes if a != head))
+        kept &= keep_per_class(marginal, quantile)
     return kept
 
 
@@ -91,8 +105,9 @@ def pool_dir(cfg: Config) -> Path:
 
 
 def label_pool(cfg: Config, teacher: TeacherRun, folder: RunFolder, fits: list[int], size_hw: tuple[int, int],
-               face_fallback: dict | None, accelerator) -> PseudoPool:
-    """The pool labelled for each fit in `fits` (folds, and ALL_DATA for the all-data fit), on every process."""
+               face_fallback: dict | None, accelerator, heads: str = "single") -> PseudoPool:
+    """The pool labelled for each fit in `fits` (folds, and ALL_DATA for the all-data fit), on every process;
+    `heads` is the student's (`multi`: hard labels selected per head)."""
     source = pool_dir(cfg)
     with accelerator.main_process_first():  # the main process labels, the others read what it wrote
         table, loader = eval_loader(cfg, source, teacher.models_for(ALL_DATA)[0].size_hw,
@@ -101,7 +116,7 @@ def label_pool(cfg: Config, teacher: TeacherRun, folder: RunFolder, fits: list[i
                             check_every_row=accelerator.is_main_process)
         labels_file, probs_file = folder / PSEUDO_LABELS, folder / PSEUDO_PROBS
         if accelerator.is_main_process and not (labels_file.is_file() and probs_file.is_file()):
-            write_labels(cfg, teacher, table, loader, fits, labels_file, probs_file, accelerator.device)
+            write_labels(cfg, teacher, table, loader, fits, labels_file, probs_file, accelerator.device, heads)
     labelled = read_csv(labels_file)
     with np.load(probs_file) as saved:
         probs = {int(k): saved[k] for k in saved.files}
@@ -112,14 +127,20 @@ def label_pool(cfg: Config, teacher: TeacherRun, folder: RunFolder, fits: list[i
     return PseudoPool(teacher, cfg, cache, labelled, probs)
 
 
+def select(probs: np.ndarray, quantile: float, heads: str) -> np.ndarray:
+    """The hard labels to keep: per head for three-head runs, per class otherwise."""
+    return keep_per_head(probs, quantile, MaskHeads.sizes) if heads == MaskHeads.name else keep_per_class(
+        probs, quantile)
+
+
 def write_labels(cfg: Config, teacher: TeacherRun, table: pd.DataFrame, loader, fits: list[int], labels_file: Path,
-                 probs_file: Path, device: torch.device) -> None:
+                 probs_file: Path, device: torch.device, heads: str) -> None:
     rows, probs = [], {}
     for fit in fits:
         models = teacher.models_for(ALL_DATA if cfg.pseudo.naive or fit == ALL_DATA else fit)
         scores = FoldEnsemble(models, cfg.pseudo.tta, device).predict(loader, f"pseudo-labels for fit {fit}")
         p = torch.softmax(torch.from_numpy(scores).double(), dim=1).numpy()
-        kept = np.ones(len(p), dtype=bool) if cfg.pseudo.soft else keep_per_class(p, cfg.pseudo.quantile)
+        kept = np.ones(len(p), dtype=bool) if cfg.pseudo.soft else select(p, cfg.pseudo.quantile, heads)
         probs[str(fit)] = p.astype(np.float32)
         rows.append(pd.DataFrame({"image": table["ImageID"], "row": np.arange(len(p)), "fold": fit,
                                   "teacher_folds": " ".join(m.name.removeprefix("fold ") for m in models),

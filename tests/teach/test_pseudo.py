@@ -15,7 +15,7 @@ from PIL import Image
 from foldtrain.config import build_config
 from foldtrain.data.mixing import BatchMixer
 from foldtrain.run.folder import RunFolder
-from foldtrain.teach.pseudo import ALL_DATA, keep_per_class, label_pool, soften
+from foldtrain.teach.pseudo import ALL_DATA, keep_per_class, keep_per_head, label_pool, soften
 from foldtrain.teach.teacher_run import open_teacher
 from tests.teach.runs import SIZE, teacher_run
 
@@ -102,3 +102,21 @@ def test_soft_targets_mix_like_the_images():
     # each row lam x itself + (1 - lam) x its partner (the batch reversed): still distributions, mass conserved
     assert torch.allclose(mixed.sum(1), torch.ones(2)) and torch.allclose(mixed[0] + mixed[1], target.sum(0))
     assert not torch.allclose(mixed, target)
+
+
+def test_three_head_runs_select_per_head_so_a_rare_age_group_keeps_its_share():
+    rng = np.random.default_rng(1)
+    # mask, gender, age marginals per image; the age head is unsure of its rare group (index 2) throughout
+    mask = rng.dirichlet([8, 1, 1], 100)
+    gender = rng.dirichlet([5, 1], 100)
+    age = np.where(np.arange(100)[:, None] < 10, rng.dirichlet([1, 2, 3], 100), rng.dirichlet([9, 1, 1], 100))
+    joint = (mask[:, :, None, None] * gender[:, None, :, None] * age[:, None, None, :]).reshape(100, 18)
+    kept = keep_per_head(joint, 0.5, (3, 2, 3))
+    rare = age.argmax(1) == 2
+    assert rare.any() and kept[rare].any()
+    for head in (mask, gender, age):  # each kept image passes its own class's threshold on every head
+        for c in np.unique(head.argmax(1)):
+            rows = head.argmax(1) == c
+            threshold = np.quantile(head.max(1)[rows], 0.5)
+            assert (head.max(1)[kept & rows] >= threshold).all()
+    assert keep_per_head(joint, 0.0, (3, 2, 3)).all()
