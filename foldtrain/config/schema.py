@@ -249,8 +249,9 @@ class PseudoConfig:
                               "k (null: no pseudo-labels)", NON_EMPTY)
     data: str | None = key(None, "the unlabeled images: an eval folder (info.csv + images/) or any image folder "
                            "(null: data.root/eval)", NON_EMPTY)
-    quantile: float = key(0.5, "hard labels: per predicted class, keep the pool images at or above this quantile of "
-                          "that class's confidences (0 keeps all)", number(0, 1, high_open=True))
+    quantile: float = key(0.5, "hard labels: per predicted class (of each head for three heads), drop about this "
+                          "share of the pool, the least confident of that class (0 keeps all)",
+                          number(0, 1, high_open=True))
     soft: bool = key(False, "train on the teacher's probabilities for every pool image instead of kept hard labels")
     temperature: float = key(1.0, "soft targets: the teacher's probabilities to the power 1/temperature, "
                              "renormalised (below 1 sharpens)", number(0.05, 10))

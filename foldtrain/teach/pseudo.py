@@ -51,13 +51,17 @@ def keep_per_class(probs: np.ndarray, quantile: float) -> np.ndarray:
 def keep_per_head(probs: np.ndarray, quantile: float, sizes: tuple[int, ...]) -> np.ndarray:
     """`keep_per_class` on each head's marginal probabilities (three-head runs: mask, gender, age); a pool image
     keeps its label when every head is confident by its own per-class threshold, so a rare age group is judged
-    against its own confidences, not against the 18 joint classes'. Keeps fewer images than one joint threshold."""
+    against its own confidences, not against the 18 joint classes'.
+
+    Each head drops 1 - (1 - quantile)^(1/heads) of its images, so that with independent heads the share kept
+    overall is still about 1 - quantile, as with one head."""
     grid = probs.reshape(len(probs), *sizes)
     axes = range(1, len(sizes) + 1)
+    per_head = 1.0 - (1.0 - quantile) ** (1.0 / len(sizes))
     kept = np.ones(len(probs), dtype=bool)
     for head in axes:
         marginal = grid.sum(axis=tuple(a for a in axes if a != head))
-        kept &= keep_per_class(marginal, quantile)
+        kept &= keep_per_class(marginal, per_head)
     return kept
 
 
