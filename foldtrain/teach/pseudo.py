@@ -78,7 +78,7 @@ class PseudoPool:
     teacher: TeacherRun
     cfg: Config
     cache_path: Path
-    table: pd.DataFrame  # path, ImageID, fold, class, confidence, kept: one row per image and fit
+    table: pd.DataFrame  # image, row, fold, teacher_folds, class, confidence, kept: a row per image and fit
     probs: dict[int, np.ndarray]  # fit (fold, or ALL_DATA) -> pool x classes probabilities
 
     def dataset(self, fold: int, labelled: CachedImageDataset, transform, num_classes: int) -> Dataset:
