@@ -30,18 +30,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import common  # noqa: E402
 from foldtrain.demo import generate_demo  # noqa: E402
 
-PRESET = REPO / "launch" / "accelerate" / "cpu_bf16.yaml"
-
-
-def train(work: Path, name: str, root: Path, seed: int, extra: list[str]) -> tuple[Path, float]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(PRESET),
-           str(REPO / "foldtrain" / "main.py"), "-q", f"data.root={root}", f"run.name={name}", f"cv.seed={seed}",
-           f"train.seed={seed}", f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}", "mlflow.log_model=false",
-           *extra]
-    start = time.perf_counter()
-    common.run_checked(cmd, work)
-    return work / "runs" / name, time.perf_counter() - start
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -60,9 +48,9 @@ def main() -> None:
         root = generate_demo(work / "data", persons=args.persons, seed=seed, style="varied",
                              eval_images=args.eval_images)
         epochs = f"train.epochs={args.epochs}"
-        teacher, t_sec = train(work, f"teacher-{time.time_ns()}", root, seed,
+        teacher, t_sec = common.seeded_run(work, root, f"teacher-{time.time_ns()}", seed, "cpu_bf16.yaml",
                                [epochs, f"model.name={args.teacher_model}", "cv.full_fit=true"])
-        student, s_sec = train(work, f"student-{time.time_ns()}", root, seed,
+        student, s_sec = common.seeded_run(work, root, f"student-{time.time_ns()}", seed, "cpu_bf16.yaml",
                                [epochs, f"model.name={args.student_model}", f"distill.teacher={teacher}",
                                 "distill.final=true"])
         summary = json.loads((student / "summary.json").read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,13 +30,8 @@ PRESETS = {"fp32": "cpu.yaml", "bf16": "cpu_bf16.yaml"}
 
 
 def job(root: Path, work: Path, name: str, preset: str, seed: int, epochs: int) -> tuple[float, Path]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "launch" / "accelerate" / preset), str(REPO / "foldtrain" / "main.py"), "-q",
-           f"data.root={root}", f"train.epochs={epochs}", f"run.name={name}", f"cv.seed={seed}", f"train.seed={seed}",
-           f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}", "mlflow.log_model=false"]
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=work, check=True, capture_output=True)
-    return time.perf_counter() - start, work / "runs" / name
+    run, seconds = common.seeded_run(work, root, name, seed, preset, [f"train.epochs={epochs}"])
+    return seconds, run
 
 
 def main() -> None:

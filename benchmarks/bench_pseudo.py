@@ -32,16 +32,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import common  # noqa: E402
 from foldtrain.demo import generate_demo  # noqa: E402
 
-PRESET = REPO / "launch" / "accelerate" / "cpu_bf16.yaml"
-
 
 def train(work: Path, root: Path, seed: int, extra: list[str]) -> Path:
-    name = f"run-{time.time_ns()}"
-    common.run_checked([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(PRESET),
-                        str(REPO / "foldtrain" / "main.py"), "-q", f"data.root={root}", f"run.name={name}",
-                        f"cv.seed={seed}", f"train.seed={seed}", f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}",
-                        "mlflow.log_model=false", *extra], work)
-    return work / "runs" / name
+    return common.seeded_run(work, root, f"run-{time.time_ns()}", seed, "cpu_bf16.yaml", extra)[0]
 
 
 def main() -> None:

@@ -63,6 +63,18 @@ def run_checked(cmd: list[str], cwd: Path) -> None:
         sys.exit(f"failed: {' '.join(cmd)}\n{result.stderr[-3000:]}")
 
 
+def seeded_run(work: Path, root: Path, name: str, seed: int, preset: str, extra: list[str]) -> tuple[Path, float]:
+    """(the run folder, wall seconds) of one quiet k-fold run through `accelerate launch --config_file
+    launch/accelerate/PRESET`: the split and training seeds both `seed`, MLflow in WORK/mlflow.db, no logged model."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "launch" / "accelerate" / preset), str(REPO / "foldtrain" / "main.py"), "-q",
+           f"data.root={root}", f"run.name={name}", f"cv.seed={seed}", f"train.seed={seed}",
+           f"mlflow.tracking_uri=sqlite:///{work / 'mlflow.db'}", "mlflow.log_model=false", *extra]
+    start = time.perf_counter()
+    run_checked(cmd, work)
+    return work / "runs" / name, time.perf_counter() - start
+
+
 def eval_f1(run: Path, root: Path, *flags: str) -> float:
     """Macro F1 of `ensemble.predict --run RUN [FLAGS]` on ROOT/eval against ROOT/eval_truth.csv (a demo set's)."""
     import pandas as pd
