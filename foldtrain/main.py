@@ -131,6 +131,8 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     status.rank = accelerator.process_index
     setup_logging(accelerator.is_main_process)
     use_all_cores(accelerator.device.type)
+    from foldtrain.teach.setup import open_teacher_of
+
     teacher = open_teacher_of(cfg)  # a missing, unfinished or otherwise split teacher answers before any claim
     cfg, folder, lock = claim(cfg, accelerator)
     if cfg.data.root == DataConfig().root:
@@ -151,26 +153,9 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     facts = run_facts(cfg, accelerator) | {"heads": session.heads.name}
     folds = cv.planned_folds(session)
     if teacher is not None:
-        from foldtrain.teach.teacher_run import check_same_folds, check_taught_folds
+        from foldtrain.teach.setup import taught_session
 
-        check_same_folds(teacher, cfg, data.frame, data.classes)
-        check_taught_folds(teacher, folds)
-    if cfg.distill.data:
-        import dataclasses
-
-        from foldtrain.teach.distill import unlabeled_cache
-
-        session = dataclasses.replace(session, unlabeled=unlabeled_cache(cfg, data.size_hw, accelerator,
-                                                                         data.face_fallback))
-    if cfg.pseudo.teacher:
-        import dataclasses
-
-        from foldtrain.config import fits_all_data
-        from foldtrain.teach.pseudo import ALL_DATA, label_pool
-
-        fits = folds + ([ALL_DATA] if fits_all_data(cfg) else [])
-        session = dataclasses.replace(session, pool=label_pool(cfg, teacher, folder, fits, data.size_hw,
-                                                               data.face_fallback, accelerator, session.heads.name))
+        session = taught_session(session, teacher, folds)
     lap("teacher")
     hooks: list = [status]
     tracking = None
@@ -221,24 +206,6 @@ def train(cfg: Config, status: Status, quiet: bool = False) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
-
-
-def open_teacher_of(cfg: Config):
-    """The run named by `distill.teacher` or `pseudo.teacher` (None when neither), checked to split as this run."""
-    key = "distill.teacher" if cfg.distill.teacher else "pseudo.teacher" if cfg.pseudo.teacher else None
-    if key is None:
-        return None
-    from foldtrain.teach.teacher_run import TeacherError, check_same_split_settings, open_teacher
-
-    teacher = open_teacher(cfg.distill.teacher or cfg.pseudo.teacher, key)
-    check_same_split_settings(teacher, cfg)
-    if cfg.pseudo.warm_start and (teacher.cfg.model.name, teacher.cfg.model.heads) != (cfg.model.name,
-                                                                                          cfg.model.heads):
-        raise TeacherError(f"pseudo.warm_start=true (the default) starts each fold from the teacher's weights: it "
-                           f"needs the teacher's model.name={teacher.cfg.model.name} and model.heads="
-                           f"{teacher.cfg.model.heads}; set pseudo.warm_start=false to train another model from "
-                           f"scratch")
-    return teacher
 
 
 def start_system_metrics(cfg: Config, accelerator, tracking: Tracking | None):
