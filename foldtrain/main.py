@@ -257,6 +257,10 @@ class Tracking:
 
         clock = time.perf_counter()
         summary = write_results(self.cfg, self.data, self.folder, folds, facts)
+        if self.teacher is not None:
+            from foldtrain.teach.setup import mark_inherited_optimism
+
+            mark_inherited_optimism(summary, self.cfg, self.teacher)
         if self.cfg.distill.teacher:
             from foldtrain.teach.distill import distill_summary
 
@@ -264,9 +268,7 @@ class Tracking:
         if self.pool is not None:
             from foldtrain.teach.pseudo import pseudo_summary
 
-            summary["pseudo"] = pseudo_summary(self.cfg, self.pool, self.data.classes)
-            if self.cfg.pseudo.naive:  # marked as any optimistic rule is: the headline, caveats and blending say so
-                summary["oof_rule_note"] = summary["pseudo"]["oof_note"]
+            summary["pseudo"] = pseudo_summary(self.cfg, self.pool, self.data.classes, summary)
         stages["results"] = time.perf_counter() - clock
         clock = time.perf_counter()
         failure = None

@@ -134,23 +134,28 @@ def distill_summary(cfg: Config, teacher: TeacherRun, folder: RunFolder, summary
     """summary.json's `distill`: the teacher, the settings, and what the student's figures estimate.
 
     The k-fold students' out-of-fold scores are clean (fold k's student learnt from the teacher's fold k alone,
-    which never saw fold k's validation persons). The deployable student (`distill.final`) learnt from every fold
-    and has no rows left to score it: its expected score is the k-fold students' estimate, stated as such.
+    which never saw fold k's validation persons), unless that teacher was itself optimistic on them (then
+    `oof_clean` is null and the summary's `estimates_optimistic` says why). The deployable student
+    (`distill.final`) learnt from every fold and has no rows left to score it: its expected score is the k-fold
+    students' estimate, stated as such.
     """
     d = cfg.distill
     out = {"teacher": str(teacher.folder.path), "teacher_run_id": teacher.run_id,
            "teacher_model": teacher.cfg.model.name, "teacher_oof_f1": teacher.summary.get("oof_f1"),
            "teacher_oof_f1_tta": teacher.summary.get("oof_f1_tta"), "temperature": d.temperature, "alpha": d.alpha,
            "tta": d.tta, "unlabeled": str(Path(d.data).resolve()) if d.data else None,
-           "oof_clean": "fold k's student learnt from the teacher's fold k model alone"}
+           "oof_clean": None if summary.get("estimates_optimistic") else
+           "fold k's student learnt from the teacher's fold k model alone"}
     final = (folder.full / WEIGHTS).resolve()
     if d.final and final.is_file():
-        key = "oof_f1_honest" if summary.get("oof_rule_note") and summary.get("oof_f1_honest") is not None else "oof_f1"
+        honest = summary.get("oof_f1_honest") is not None and not summary.get("estimates_optimistic")
+        key = "oof_f1_honest" if summary.get("oof_rule_note") and honest else "oof_f1"
         expected, ci = summary[key], summary.get(f"{key}_ci")
         interval = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
         out |= {"final_model": str(final), "final_expected_f1": expected, "final_expected_f1_ci": ci,
                 "final_expected_from": key,
-                "final_note": f"deployable student {final}: expected F1 {expected:.4f}{interval}, the k-fold "
+                "final_note": f"deployable student {final}: expected F1 {expected:.4f}{interval}"
+                              f"{', optimistic' if summary.get('estimates_optimistic') else ''}, the k-fold "
                               f"students' {key} (an estimate for it, not a score of it: it learnt from every "
                               f"teacher fold and has no held-out rows); predict with ensemble.predict --run "
                               f"{folder.path} --full-only --tta none"}

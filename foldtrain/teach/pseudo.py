@@ -157,7 +157,7 @@ def write_labels(cfg: Config, teacher: TeacherRun, table: pd.DataFrame, loader, 
     write_csv(labels_file, pd.concat(rows, ignore_index=True))
 
 
-def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str]) -> dict:
+def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str], summary: dict) -> dict:
     """summary.json's `pseudo`: the teacher, the pool, what each fit kept, and what the student's figures mean."""
     p = cfg.pseudo
     per_fit = pool.table.groupby("fold")["kept"].sum()
@@ -167,12 +167,11 @@ def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str]) -> dict:
            "kept": {str(k): int(v) for k, v in per_fit.items()}, "kept_share_per_class": pool.kept_share(classes),
            "soft": p.soft, "quantile": None if p.soft else p.quantile, "temperature": p.temperature if p.soft else None,
            "tta": p.tta, "warm_start": p.warm_start, "naive": p.naive}
-    if p.naive:
-        out["oof_note"] = ("pseudo.naive=true: every fold's pool was labelled by the whole teacher ensemble, whose "
-                           "other folds trained on this fold's validation persons; oof_f1 reads high")
-    else:
-        out["oof_note"] = ("clean: fold k's pool labels came from the teacher's fold k alone, which never saw fold "
-                           "k's validation persons")
+    # not clean: a naive pool, or a teacher already optimistic on fold k's rows (main.py marks every estimate)
+    out["oof_note"] = summary.get("estimates_optimistic") or (
+        "clean: fold k's pool labels came from the teacher's fold k alone, which never saw fold k's validation "
+        "persons")
+    if not p.naive:
         out["naive_oof_f1"] = None
         out["naive_note"] = ("what a naive round would claim needs a second student trained on labels from the whole "
                              "teacher ensemble (the same cost again): train it with pseudo.naive=true and compare")

@@ -51,3 +51,25 @@ def taught_session(session: Session, teacher: TeacherRun, folds: list[int]) -> S
         session = dataclasses.replace(session, pool=label_pool(cfg, teacher, session.folder, fits, data.size_hw,
                                                                data.face_fallback, accelerator, session.heads.name))
     return session
+
+
+NAIVE_NOTE = ("pseudo.naive=true: every fold's pool was labelled by the whole teacher ensemble, whose other folds "
+              "trained on this fold's validation persons (a clean round: pseudo.naive=false)")
+
+
+def inherited_optimism(cfg: Config, teacher: TeacherRun) -> str | None:
+    """Why every out-of-fold estimate of a taught run reads high whatever its own epoch rule (a naive pseudo-label
+    pool, or a teacher that was already optimistic on the rows the student is scored on), or None."""
+    reasons = [NAIVE_NOTE] if cfg.pseudo.teacher and cfg.pseudo.naive else []
+    if teacher.optimism():
+        reasons.append(teacher.optimism())
+    return "; ".join(reasons) or None
+
+
+def mark_inherited_optimism(summary: dict, cfg: Config, teacher: TeacherRun) -> None:
+    """Mark a taught run's summary as any optimistic epoch rule is (the headline, caveats, blending and tuning read
+    `oof_rule_note`), and as having no honest estimate at all (`estimates_optimistic`), when it inherits a leak."""
+    leak = inherited_optimism(cfg, teacher)
+    if leak:
+        summary["oof_rule_note"] = "; ".join(filter(None, [leak, summary.get("oof_rule_note")]))
+        summary["estimates_optimistic"] = leak

@@ -45,6 +45,17 @@ class TeacherRun:
             tags["foldtrain.teacher_run_id"] = self.run_id
         return tags
 
+    def optimism(self) -> str | None:
+        """Why the teacher's fold k model already knows fold k's validation rows (its kept epoch was chosen on them,
+        or it learnt from a leaky teacher or pool itself), or None. A student fold that learns from it inherits
+        this: its labels or weights carry that choice onto the rows the student's out-of-fold score reads."""
+        note = self.summary.get("oof_rule_note")
+        if not note:
+            return None
+        return (f"the teacher {self.folder.path} is itself optimistic on its validation rows ({note}) and fold k "
+                f"learnt from its fold k; teach with a clean run (train.checkpoint=last or honest, no early stopping, "
+                f"no naive round)")
+
     def models_for(self, fold: int) -> list[FoldModel]:
         """The models that may teach the student's fit of `fold`: the teacher's same fold alone, or every fold for
         the all-data fit (fold -1), whose training rows are every row anyway.

@@ -139,9 +139,8 @@ def headline(summary: dict) -> str:
 def caveats(summary: dict) -> list[str]:
     """Why a figure is optimistic or missing, one line each, for the log."""
     lines = []
-    if summary.get("pseudo", {}).get("naive"):
-        lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; so is every estimate of this run (a clean "
-                     f"round: pseudo.naive=false)")
+    if summary.get("estimates_optimistic"):  # a taught run's leak: no epoch rule of its own undoes it
+        lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; so is every estimate of this run")
     elif summary.get("oof_rule_note"):
         lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; trust oof_f1_honest or oof_f1_last")
     for key, reason in summary.get("estimate_notes", {}).items():
