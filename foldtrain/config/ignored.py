@@ -20,7 +20,11 @@ IGNORED_UNLESS: dict[str, tuple[str, Callable[[Config], bool]]] = {
     "data.age_bins": ("only the mask layout has ages", lambda c: c.data.format in ("csv", "imagefolder")),
     "data.label_fixes": ("only the mask layout has person fixes", lambda c: c.data.format in ("csv", "imagefolder")),
     "model.drop_path_rate": ("model.freeze_backbone trains the classifier only", lambda c: c.model.freeze_backbone),
-    "pseudo.quantile": ("pseudo.soft keeps every pool image", lambda c: c.pseudo.soft),
+    "pseudo.select": ("pseudo.soft keeps every pool image", lambda c: c.pseudo.soft),
+    "pseudo.quantile": ("only pseudo.select=quantile uses it (and pseudo.soft keeps every pool image)",
+                        lambda c: c.pseudo.soft or c.pseudo.select != "quantile"),
+    "pseudo.precision": ("only pseudo.select=precision uses it (and pseudo.soft keeps every pool image)",
+                         lambda c: c.pseudo.soft or c.pseudo.select != "precision"),
     "pseudo.temperature": ("only pseudo.soft=true uses it", lambda c: not c.pseudo.soft),
 }
 FACECROP_REASON = ("data.face_crop is false", lambda c: not c.data.face_crop)

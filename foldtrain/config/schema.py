@@ -22,6 +22,7 @@ CUTMIX_MODES = ("box", "band")
 AUTO_AUGMENT_PREFIXES = ("rand", "augmix", "original", "v0")
 PARALLEL = ("ddp", "folds")
 TTA = ("none", "hflip", "vflip", "flips", "d4")
+PSEUDO_SELECT = ("precision", "quantile")
 MIN_IMAGE_SIDE = 8
 # Upper bounds where a larger value is a typo, not a recipe: each would otherwise reach an allocation (a 100000 px
 # side asks the image cache for terabytes) or a loop long before it could fail with a clear message.
@@ -249,9 +250,14 @@ class PseudoConfig:
                               "k (null: no pseudo-labels)", NON_EMPTY)
     data: str | None = key(None, "the unlabeled images: an eval folder (info.csv + images/) or any image folder "
                            "(null: data.root/eval)", NON_EMPTY)
-    quantile: float = key(0.5, "hard labels: per predicted class (of each head for three heads), drop about this "
-                          "share of the pool, the least confident of that class (0 keeps all)",
-                          number(0, 1, high_open=True))
+    select: str = key("precision", "which hard labels to keep, per predicted class (of each head for three heads): "
+                      "precision (those the teacher's out-of-fold rows say are right at pseudo.precision) or "
+                      "quantile (a fixed share, pseudo.quantile)", one_of(PSEUDO_SELECT))
+    precision: float = key(0.9, "select=precision: keep a class's labels down to the confidence at which the "
+                           "teacher's out-of-fold rows of that class (other folds' only) were right this often",
+                           number(0, 1, low_open=True, high_open=True))
+    quantile: float = key(0.5, "select=quantile: per predicted class, drop about this share of the pool, the least "
+                          "confident of that class (0 keeps all)", number(0, 1, high_open=True))
     soft: bool = key(False, "train on the teacher's probabilities for every pool image instead of kept hard labels")
     temperature: float = key(1.0, "soft targets: the teacher's probabilities to the power 1/temperature, "
                              "renormalised (below 1 sharpens)", number(0.05, 10))

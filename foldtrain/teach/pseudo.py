@@ -6,7 +6,7 @@ scripts usually do) lets every fold's pool carry what the other folds' models le
 student's out-of-fold score then reads high.
 
 The main process labels the pool once per run (the teacher's TTA views averaged, class probabilities), writes
-pseudo_labels.csv (image, fold, class, confidence, kept; every fold's labels) and pseudo_probs.npz (the
+pseudo_labels.csv (image, fold, class, confidence, kept, oof_precision; every fold's labels) and pseudo_probs.npz (the
 probabilities, for soft targets), and every process reads them; a resumed run reuses them.
 """
 
@@ -30,45 +30,11 @@ from foldtrain.files import atomic_path, read_csv, write_csv
 from foldtrain.model.fold_ensemble import FoldEnsemble
 from foldtrain.model.heads import MaskHeads
 from foldtrain.run.folder import PSEUDO_LABELS, PSEUDO_PROBS, RunFolder, RunFolderError
-from foldtrain.teach.teacher_run import TeacherRun
+from foldtrain.teach.selection import keep_per_class, keep_per_head, keep_precise, soften
+from foldtrain.teach.teacher_run import TeacherError, TeacherRun
 
 log = logging.getLogger("foldtrain")
 ALL_DATA = -1  # the all-data fit's pool (cv.full_fit): labelled by every teacher fold
-
-
-def keep_per_class(probs: np.ndarray, quantile: float) -> np.ndarray:
-    """Which pool rows keep their hard label: per predicted class, those at or above the `quantile` of that class's
-    confidences. One threshold for all classes keeps mostly the easy, frequent classes; a per-class quantile keeps
-    the same share of each class the teacher predicts, rare ones included."""
-    pred, conf = probs.argmax(1), probs.max(1)
-    kept = np.zeros(len(probs), dtype=bool)
-    for c in np.unique(pred):
-        rows = pred == c
-        kept[rows] = conf[rows] >= np.quantile(conf[rows], quantile)
-    return kept
-
-
-def keep_per_head(probs: np.ndarray, quantile: float, sizes: tuple[int, ...]) -> np.ndarray:
-    """`keep_per_class` on each head's marginal probabilities (three-head runs: mask, gender, age); a pool image
-    keeps its label when every head is confident by its own per-class threshold, so a rare age group is judged
-    against its own confidences, not against the 18 joint classes'.
-
-    Each head drops 1 - (1 - quantile)^(1/heads) of its images, so that with independent heads the share kept
-    overall is still about 1 - quantile, as with one head."""
-    grid = probs.reshape(len(probs), *sizes)
-    axes = range(1, len(sizes) + 1)
-    per_head = 1.0 - (1.0 - quantile) ** (1.0 / len(sizes))
-    kept = np.ones(len(probs), dtype=bool)
-    for head in axes:
-        marginal = grid.sum(axis=tuple(a for a in axes if a != head))
-        kept &= keep_per_class(marginal, per_head)
-    return kept
-
-
-def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """The teacher's probabilities to the power 1/temperature, renormalised (below 1 sharpens)."""
-    powered = np.power(np.clip(probs, 1e-12, 1.0), 1.0 / temperature)
-    return (powered / powered.sum(1, keepdims=True)).astype(np.float32)
 
 
 @dataclass
@@ -131,10 +97,40 @@ def label_pool(cfg: Config, teacher: TeacherRun, folder: RunFolder, fits: list[i
     return PseudoPool(teacher, cfg, cache, labelled, probs)
 
 
-def select(probs: np.ndarray, quantile: float, heads: str) -> np.ndarray:
-    """The hard labels to keep: per head for three-head runs, per class otherwise."""
-    return keep_per_head(probs, quantile, MaskHeads.sizes) if heads == MaskHeads.name else keep_per_class(
-        probs, quantile)
+def calibration_rows(teacher_folds: np.ndarray, fit: int, naive: bool) -> np.ndarray:
+    """The teacher's out-of-fold rows that may set fit `fit`'s thresholds: the other folds' (fold k's rows are the
+    ones the student's out-of-fold score reads); every row for the all-data fit and a naive round."""
+    return np.ones(len(teacher_folds), dtype=bool) if naive or fit == ALL_DATA else teacher_folds != fit
+
+
+def check_calibration(cfg: Config, teacher: TeacherRun, fits: list[int]) -> None:
+    """`pseudo.select=precision` needs, for every fit, out-of-fold rows of the teacher's other folds.
+
+    Raises:
+        TeacherError: the teacher has no out-of-fold table, or only fold k's rows for a fit of fold k.
+    """
+    if cfg.pseudo.soft or cfg.pseudo.select != "precision":
+        return
+    _, _, folds = teacher.oof()
+    for fit in fits:
+        if not calibration_rows(folds, fit, cfg.pseudo.naive).any():
+            raise TeacherError(f"pseudo.select=precision sets fold {fit}'s thresholds on the teacher's other folds' "
+                               f"out-of-fold rows, and {teacher.folder.path} scored only fold {fit}: train more "
+                               f"teacher folds or set pseudo.select=quantile")
+
+
+def select(cfg: Config, teacher: TeacherRun, probs: np.ndarray, fit: int, heads: str) -> tuple[np.ndarray,
+                                                                                              float | None]:
+    """The hard labels fit `fit` keeps (per head for three-head runs, per class otherwise), and the precision its
+    thresholds reached on the teacher's out-of-fold rows (`select=precision`; None otherwise)."""
+    sizes = MaskHeads.sizes if heads == MaskHeads.name else None
+    if cfg.pseudo.select == "quantile":
+        kept = keep_per_head(probs, cfg.pseudo.quantile, sizes) if sizes else keep_per_class(probs,
+                                                                                            cfg.pseudo.quantile)
+        return kept, None
+    oof, labels, folds = teacher.oof()
+    rows = calibration_rows(folds, fit, cfg.pseudo.naive)
+    return keep_precise(probs, oof[rows], labels[rows], cfg.pseudo.precision, sizes)
 
 
 def write_labels(cfg: Config, teacher: TeacherRun, table: pd.DataFrame, loader, fits: list[int], labels_file: Path,
@@ -144,14 +140,18 @@ def write_labels(cfg: Config, teacher: TeacherRun, table: pd.DataFrame, loader, 
         models = teacher.models_for(ALL_DATA if cfg.pseudo.naive or fit == ALL_DATA else fit)
         scores = FoldEnsemble(models, cfg.pseudo.tta, device).predict(loader, f"pseudo-labels for fit {fit}")
         p = torch.softmax(torch.from_numpy(scores).double(), dim=1).numpy()
-        kept = np.ones(len(p), dtype=bool) if cfg.pseudo.soft else select(p, cfg.pseudo.quantile, heads)
+        kept, reached = (np.ones(len(p), dtype=bool), None) if cfg.pseudo.soft else select(cfg, teacher, p, fit,
+                                                                                           heads)
         probs[str(fit)] = p.astype(np.float32)
         rows.append(pd.DataFrame({"image": table["ImageID"], "row": np.arange(len(p)), "fold": fit,
                                   "teacher_folds": " ".join(m.name.removeprefix("fold ") for m in models),
-                                  "class": p.argmax(1), "confidence": p.max(1).round(6), "kept": kept}))
-        log.info("pseudo-labels for %s: %d of %d pool images kept, from teacher %s",
+                                  "class": p.argmax(1), "confidence": p.max(1).round(6), "kept": kept,
+                                  "oof_precision": np.nan if reached is None else round(reached, 4)}))
+        log.info("pseudo-labels for %s: %d of %d pool images kept, from teacher %s%s",
                  "the all-data fit" if fit == ALL_DATA else f"fold {fit}", kept.sum(), len(p),
-                 ", ".join(m.name for m in models))
+                 ", ".join(m.name for m in models),
+                 "" if reached is None else f" (their thresholds were right on {reached:.1%} of the teacher's "
+                                            f"out-of-fold rows they kept)")
     with atomic_path(probs_file, suffix=".npz") as tmp:
         np.savez(tmp, **probs)
     write_csv(labels_file, pd.concat(rows, ignore_index=True))
@@ -165,8 +165,15 @@ def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str], summary: d
            "teacher_oof_f1": pool.teacher.summary.get("oof_f1"), "pool": str(pool_dir(cfg)),
            "pool_images": int((pool.table["fold"] == pool.table["fold"].iloc[0]).sum()),
            "kept": {str(k): int(v) for k, v in per_fit.items()}, "kept_share_per_class": pool.kept_share(classes),
-           "soft": p.soft, "quantile": None if p.soft else p.quantile, "temperature": p.temperature if p.soft else None,
-           "tta": p.tta, "warm_start": p.warm_start, "naive": p.naive}
+           "soft": p.soft, "select": None if p.soft else p.select,
+           "precision": p.precision if not p.soft and p.select == "precision" else None,
+           "quantile": p.quantile if not p.soft and p.select == "quantile" else None,
+           "temperature": p.temperature if p.soft else None, "tta": p.tta, "warm_start": p.warm_start,
+           "naive": p.naive}
+    if "oof_precision" in pool.table and pool.table["oof_precision"].notna().any():
+        # per fit: how often the teacher's out-of-fold rows that its thresholds keep were right
+        out["kept_oof_precision"] = {str(k): float(v) for k, v in
+                                     pool.table.groupby("fold")["oof_precision"].first().dropna().items()}
     # not clean: a naive pool, or a teacher already optimistic on fold k's rows (main.py marks every estimate)
     out["oof_note"] = summary.get("estimates_optimistic") or (
         "clean: fold k's pool labels came from the teacher's fold k alone, which never saw fold k's validation "

@@ -45,9 +45,10 @@ def taught_session(session: Session, teacher: TeacherRun, folds: list[int]) -> S
         session = dataclasses.replace(session, unlabeled=unlabeled_cache(cfg, data.size_hw, accelerator,
                                                                          data.face_fallback))
     if cfg.pseudo.teacher:
-        from foldtrain.teach.pseudo import ALL_DATA, label_pool
+        from foldtrain.teach.pseudo import ALL_DATA, check_calibration, label_pool
 
         fits = folds + ([ALL_DATA] if fits_all_data(cfg) else [])
+        check_calibration(cfg, teacher, fits)
         session = dataclasses.replace(session, pool=label_pool(cfg, teacher, session.folder, fits, data.size_hw,
                                                                data.face_fallback, accelerator, session.heads.name))
     return session

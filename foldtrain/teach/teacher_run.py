@@ -17,6 +17,7 @@ from foldtrain.config import Config, build_config
 from foldtrain.files import read_csv
 from foldtrain.model.fold_ensemble import FoldModel, run_fold_models
 from foldtrain.run.folder import RunFolder
+from foldtrain.train.metrics import log_softmax
 from foldtrain.user_error import UserError
 
 
@@ -55,6 +56,22 @@ class TeacherRun:
         return (f"the teacher {self.folder.path} is itself optimistic on its validation rows ({note}) and fold k "
                 f"learnt from its fold k; teach with a clean run (train.checkpoint=last or honest, no early stopping, "
                 f"no naive round)")
+
+    def oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The teacher's out-of-fold class probabilities (scored with its prediction views when it kept them,
+        oof_tta.csv, else oof.csv), their true labels and their folds: how right its models were on persons they
+        never saw.
+
+        Raises:
+            TeacherError: the teacher kept no out-of-fold table.
+        """
+        path = self.folder.oof_tta_file if self.folder.oof_tta_file.is_file() else self.folder.oof_file
+        if not path.is_file():
+            raise TeacherError(f"{self.key} {self.folder.path} has no {self.folder.oof_file.name}: it cannot vouch "
+                               f"for its labels' precision; set pseudo.select=quantile")
+        table = read_csv(path)
+        scores = table[[f"logit_{i}" for i in range(len(self.summary["classes"]))]].to_numpy(np.float64)
+        return np.exp(log_softmax(scores)), table["label"].to_numpy(), table["fold"].to_numpy()
 
     def models_for(self, fold: int) -> list[FoldModel]:
         """The models that may teach the student's fit of `fold`: the teacher's same fold alone, or every fold for

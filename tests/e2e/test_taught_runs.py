@@ -80,7 +80,8 @@ def test_a_student_learns_from_its_teacher_folds_and_ships_one_model(teacher: di
 
 def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, demo_root: Path):
     work, uri, common = teacher["work"], teacher["uri"], teacher["common"]
-    result = accelerate_launch([*common, "run.name=round", f"pseudo.teacher={teacher['run']}", "pseudo.quantile=0.3",
+    result = accelerate_launch([*common, "run.name=round", f"pseudo.teacher={teacher['run']}", "pseudo.select=quantile",
+                                "pseudo.quantile=0.3",
                                 "pseudo.warm_start=true", "mlflow.log_model=false"], cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     run = work / "runs" / "round"
@@ -110,6 +111,20 @@ def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, d
     leaky = json.loads((work / "runs" / "naive" / "summary.json").read_text())
     assert leaky["oof_rule_note"] == leaky["pseudo"]["oof_note"] and leaky["pseudo"]["soft"]
     assert (pd.read_csv(work / "runs" / "naive" / "pseudo_labels.csv")["teacher_folds"] == "0 1").all()
+    # the next round, taught by this one, keeps the labels its teacher's other folds vouch for
+    second = accelerate_launch([*common, "run.name=round2", f"pseudo.teacher={run}", "pseudo.precision=0.3",
+                                "cv.only=[0]", "mlflow.log_model=false"], cwd=work)
+    assert second.returncode == 0, second.stderr[-3000:]
+    chained = json.loads((work / "runs" / "round2" / "summary.json").read_text())["pseudo"]
+    second_table = pd.read_csv(work / "runs" / "round2" / "pseudo_labels.csv")
+    assert chained["select"] == "precision" and chained["precision"] == 0.3 and chained["quantile"] is None
+    assert chained["kept"] == {"0": int(second_table["kept"].sum())}
+    reached = second_table["oof_precision"].dropna().unique()
+    assert len(reached) <= 1 and chained.get("kept_oof_precision", {}).get("0") == (reached[0] if len(reached)
+                                                                                     else None)
+    lone = run_main([*common, "run.name=round3", f"pseudo.teacher={work / 'runs' / 'naive'}", "cv.only=[0]"],
+                    cwd=work)  # the naive round scored fold 0 alone: nothing to set fold 0's thresholds on
+    assert lone.returncode == 1 and no_traceback(lone) and "pseudo.select=quantile" in lone.stderr
     refused = run_main([*common, "run.name=other2", f"pseudo.teacher={teacher['run']}", "cv.folds=3"], cwd=work)
     assert refused.returncode == 1 and no_traceback(refused) and "cv.folds=2" in refused.stderr
     other_model = run_main([*common, "run.name=other3", f"pseudo.teacher={teacher['run']}", "model.name=resnet18"],

@@ -38,6 +38,7 @@ def teacher_run(root: Path, folds: int = 3, trained: list[int] | None = None, me
     frame = pd.DataFrame({"path": [f"p{i}/img.jpg" for i in range(12)], "label": [i % 4 for i in range(12)],
                           "fold": [i % folds for i in range(12)]})
     frame.to_csv(run / "folds.csv", index=False)
+    write_oof(run, frame["path"], frame["label"], frame["fold"], (frame["fold"] + 1) % 4, np.full(len(frame), 10.0))
     (run / "summary.json").write_text(json.dumps({"folds_trained": trained, "classes": CLASSES, "oof_f1": 0.5}))
     for k in trained:
         (run / f"fold{k}").mkdir()
@@ -46,6 +47,14 @@ def teacher_run(root: Path, folds: int = 3, trained: list[int] | None = None, me
                 "image_size": list(SIZE), "mean": list(mean), "std": list(std), "fold": k}
         save_weights(constant_fold_net((k + 1) % 4).state_dict(), run / f"fold{k}" / "model.safetensors", meta)
     return run, frame
+
+
+def write_oof(run: Path, paths, labels, folds, predicted, margin) -> None:
+    """The teacher's oof.csv: each row's logits `margin` on its predicted class and 0 elsewhere."""
+    logits = np.eye(len(CLASSES))[np.asarray(predicted)] * np.asarray(margin, dtype=float)[:, None]
+    table = pd.DataFrame({"path": paths, "label": labels, "fold": folds, "pred": predicted})
+    table[[f"logit_{i}" for i in range(len(CLASSES))]] = logits
+    table.to_csv(run / "oof.csv", index=False)
 
 
 def batch(n: int = 6) -> torch.Tensor:

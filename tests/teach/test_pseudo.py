@@ -15,9 +15,10 @@ from PIL import Image
 from foldtrain.config import build_config
 from foldtrain.data.mixing import BatchMixer
 from foldtrain.run.folder import RunFolder
-from foldtrain.teach.pseudo import ALL_DATA, keep_per_class, keep_per_head, label_pool, soften
+from foldtrain.teach.pseudo import ALL_DATA, label_pool
+from foldtrain.teach.selection import keep_per_class, keep_per_head, soften
 from foldtrain.teach.teacher_run import open_teacher
-from tests.teach.runs import SIZE, teacher_run
+from tests.teach.runs import SIZE, teacher_run, write_oof
 
 
 def pool_folder(root: Path, count: int = 10) -> Path:
@@ -29,8 +30,11 @@ def pool_folder(root: Path, count: int = 10) -> Path:
     return pool
 
 
-def labelled(tmp_path: Path, *overrides: str):
-    teacher = open_teacher(teacher_run(tmp_path)[0], "pseudo.teacher")
+def labelled(tmp_path: Path, *overrides: str, oof=None):
+    run = teacher_run(tmp_path)[0]
+    if oof is not None:
+        write_oof(run, *oof)
+    teacher = open_teacher(run, "pseudo.teacher")
     cfg = build_config([], ["cv.folds=3", f"run.dir={tmp_path / 'runs'}", f"pseudo.data={pool_folder(tmp_path)}",
                             f"pseudo.teacher={teacher.folder.path}", f"data.image_size={SIZE[0]}", *overrides])
     folder = RunFolder(tmp_path / "student")
@@ -39,7 +43,7 @@ def labelled(tmp_path: Path, *overrides: str):
 
 
 def test_fold_k_pool_labels_come_from_teacher_fold_k_alone(tmp_path: Path):
-    pool, folder = labelled(tmp_path, "pseudo.quantile=0")
+    pool, folder = labelled(tmp_path, "pseudo.select=quantile", "pseudo.quantile=0")
     table = pool.table
     for fold in range(3):
         mine = table[table["fold"] == fold]
@@ -80,7 +84,8 @@ def test_a_fit_trains_on_its_rows_and_its_own_pool(tmp_path: Path, soft: bool):
     from foldtrain.data.cache import build_cache
     from foldtrain.data.loaders import CachedImageDataset
 
-    pool, _ = labelled(tmp_path, "pseudo.quantile=0.5", f"pseudo.soft={str(soft).lower()}")
+    pool, _ = labelled(tmp_path, "pseudo.select=quantile", "pseudo.quantile=0.5",
+                       f"pseudo.soft={str(soft).lower()}")
     images = sorted((tmp_path / "pool").glob("*.png"))[:4]
     cache = build_cache(images, (36, 36), tmp_path / "cache")
     rows = CachedImageDataset(cache, np.arange(4), np.array([0, 1, 2, 3]))
