@@ -253,7 +253,7 @@ class PseudoConfig:
     select: str = key("precision", "which hard labels to keep, per predicted class (of each head for three heads): "
                       "precision (those the teacher's out-of-fold rows say are right at pseudo.precision) or "
                       "quantile (a fixed share, pseudo.quantile)", one_of(PSEUDO_SELECT))
-    precision: float = key(0.9, "select=precision: keep a class's labels down to the confidence at which the "
+    precision: float = key(0.95, "select=precision: keep a class's labels down to the confidence at which the "
                            "teacher's out-of-fold rows of that class (other folds' only) were right this often",
                            number(0, 1, low_open=True, high_open=True))
     quantile: float = key(0.5, "select=quantile: per predicted class, drop about this share of the pool, the least "
@@ -261,6 +261,8 @@ class PseudoConfig:
     soft: bool = key(False, "train on the teacher's probabilities for every pool image instead of kept hard labels")
     temperature: float = key(1.0, "soft targets: the teacher's probabilities to the power 1/temperature, "
                              "renormalised (below 1 sharpens)", number(0.05, 10))
+    weight: float = key(1.0, "each pool row's weight in the loss against a labelled row's 1", number(0, 10,
+                                                                                                 low_open=True))
     tta: str = key("hflip", "the teacher's TTA views when it labels the pool", one_of(TTA))
     warm_start: bool = key(True, "start fold k from the teacher's fold k weights (same model.name and heads; "
                            "benchmarks/README.md: +0.06-0.09 eval F1 over starting from scratch)")

@@ -48,17 +48,27 @@ class PseudoPool:
     probs: dict[int, np.ndarray]  # fit (fold, or ALL_DATA) -> pool x classes probabilities
 
     def dataset(self, fold: int, labelled: CachedImageDataset, transform, num_classes: int) -> Dataset:
-        """The training set of a fit: its labelled rows, then the pool rows its own teacher labelled."""
+        """The training set of a fit: its labelled rows, then the pool rows its own teacher labelled.
+
+        `pseudo.weight` w scales the pool rows' target vectors to sum to w: the loss (a weighted mean over the
+        targets' mass, or a plain mean of per-row sums) then counts each pool row w times a labelled one, and CutMix
+        / Mixup mix those masses with the images."""
         mine = self.table[self.table["fold"] == fold]
-        rows = mine["row"].to_numpy()
+        weight = self.cfg.pseudo.weight
+        if not self.cfg.pseudo.soft and weight == 1.0:
+            kept = mine[mine["kept"]]
+            pool = CachedImageDataset(self.cache_path, kept["row"].to_numpy(), kept["class"].to_numpy(), transform)
+            return ConcatDataset([labelled, pool])
         if self.cfg.pseudo.soft:
-            pool = WithTargets(CachedImageDataset(self.cache_path, rows, None, transform),
-                               soften(self.probs[fold][rows], self.cfg.pseudo.temperature))
-            hard = np.eye(num_classes, dtype=np.float32)[labelled.labels]
-            return ConcatDataset([WithTargets(labelled, hard), pool])
-        kept = mine[mine["kept"]]
-        pool = CachedImageDataset(self.cache_path, kept["row"].to_numpy(), kept["class"].to_numpy(), transform)
-        return ConcatDataset([labelled, pool])
+            rows = mine["row"].to_numpy()
+            targets = soften(self.probs[fold][rows], self.cfg.pseudo.temperature)
+        else:
+            rows = mine.loc[mine["kept"], "row"].to_numpy()
+            targets = np.eye(num_classes, dtype=np.float32)[mine.loc[mine["kept"], "class"].to_numpy()]
+        pool = WithTargets(CachedImageDataset(self.cache_path, rows, None, transform),
+                           (targets * weight).astype(np.float32))
+        hard = np.eye(num_classes, dtype=np.float32)[labelled.labels]
+        return ConcatDataset([WithTargets(labelled, hard), pool])
 
     def kept_share(self, classes: list[str]) -> dict:
         """Per fit, the share of the pool images predicted as each class that keep a label (1 with soft targets)."""
@@ -168,8 +178,8 @@ def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str], summary: d
            "soft": p.soft, "select": None if p.soft else p.select,
            "precision": p.precision if not p.soft and p.select == "precision" else None,
            "quantile": p.quantile if not p.soft and p.select == "quantile" else None,
-           "temperature": p.temperature if p.soft else None, "tta": p.tta, "warm_start": p.warm_start,
-           "naive": p.naive}
+           "temperature": p.temperature if p.soft else None, "weight": p.weight, "tta": p.tta,
+           "warm_start": p.warm_start, "naive": p.naive}
     if "oof_precision" in pool.table and pool.table["oof_precision"].notna().any():
         # per fit: how often the teacher's out-of-fold rows that its thresholds keep were right
         out["kept_oof_precision"] = {str(k): float(v) for k, v in

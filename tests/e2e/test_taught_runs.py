@@ -113,11 +113,12 @@ def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, d
     assert (pd.read_csv(work / "runs" / "naive" / "pseudo_labels.csv")["teacher_folds"] == "0 1").all()
     # the next round, taught by this one, keeps the labels its teacher's other folds vouch for
     second = accelerate_launch([*common, "run.name=round2", f"pseudo.teacher={run}", "pseudo.precision=0.3",
-                                "cv.only=[0]", "mlflow.log_model=false"], cwd=work)
+                                "pseudo.weight=0.5", "cv.only=[0]", "mlflow.log_model=false"], cwd=work)
     assert second.returncode == 0, second.stderr[-3000:]
     chained = json.loads((work / "runs" / "round2" / "summary.json").read_text())["pseudo"]
     second_table = pd.read_csv(work / "runs" / "round2" / "pseudo_labels.csv")
     assert chained["select"] == "precision" and chained["precision"] == 0.3 and chained["quantile"] is None
+    assert chained["weight"] == 0.5
     assert chained["kept"] == {"0": int(second_table["kept"].sum())}
     reached = second_table["oof_precision"].dropna().unique()
     assert len(reached) <= 1 and chained.get("kept_oof_precision", {}).get("0") == (reached[0] if len(reached)

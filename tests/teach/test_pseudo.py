@@ -79,13 +79,13 @@ def test_soft_targets_sharpen_and_stay_distributions():
     assert np.allclose(soften(probs, 1.0), probs)
 
 
-@pytest.mark.parametrize("soft", [False, True])
-def test_a_fit_trains_on_its_rows_and_its_own_pool(tmp_path: Path, soft: bool):
+@pytest.mark.parametrize(("soft", "weight"), [(False, 1.0), (True, 1.0), (False, 0.25), (True, 0.5)])
+def test_a_fit_trains_on_its_rows_and_its_own_pool(tmp_path: Path, soft: bool, weight: float):
     from foldtrain.data.cache import build_cache
     from foldtrain.data.loaders import CachedImageDataset
 
     pool, _ = labelled(tmp_path, "pseudo.select=quantile", "pseudo.quantile=0.5",
-                       f"pseudo.soft={str(soft).lower()}")
+                       f"pseudo.soft={str(soft).lower()}", f"pseudo.weight={weight}")
     images = sorted((tmp_path / "pool").glob("*.png"))[:4]
     cache = build_cache(images, (36, 36), tmp_path / "cache")
     rows = CachedImageDataset(cache, np.arange(4), np.array([0, 1, 2, 3]))
@@ -93,11 +93,25 @@ def test_a_fit_trains_on_its_rows_and_its_own_pool(tmp_path: Path, soft: bool):
     kept = int(pool.table[(pool.table["fold"] == 1)]["kept"].sum())
     assert len(data) == 4 + (10 if soft else kept)
     image, target, _ = data[len(data) - 1]  # a pool image, labelled by teacher fold 1 (class 2)
-    if soft:
-        assert target.shape == (4,) and int(target.argmax()) == 2 and float(target.sum()) == pytest.approx(1.0)
+    if soft or weight != 1.0:  # target rows whose mass is the row's weight in the loss
+        assert target.shape == (4,) and int(target.argmax()) == 2 and float(target.sum()) == pytest.approx(weight)
         assert data[0][1].tolist() == [1.0, 0.0, 0.0, 0.0]  # labelled rows as one-hot rows
     else:
         assert target == 2
+
+
+def test_a_pool_row_of_weight_w_counts_w_times_in_the_loss():
+    from foldtrain.model.losses import ClassificationLoss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]])
+    one_hot = torch.eye(3)[[0, 1]]
+    rows = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), reduction="none")
+    for weights in (None, torch.tensor([1.0, 2.0, 0.5])):
+        loss = ClassificationLoss("ce", class_weights=weights)
+        weighted = loss(logits, one_hot * torch.tensor([[1.0], [0.25]]))
+        w = torch.tensor([1.0, 0.25]) * (weights[[0, 1]] if weights is not None else 1)
+        expected = (rows * w).sum() / (w.sum() if weights is not None else 2)
+        assert torch.isclose(weighted, expected)
 
 
 def test_soft_targets_mix_like_the_images():
