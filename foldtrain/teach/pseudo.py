@@ -184,6 +184,13 @@ def pseudo_summary(cfg: Config, pool: PseudoPool, classes: list[str], summary: d
         # per fit: how often the teacher's out-of-fold rows that its thresholds keep were right
         out["kept_oof_precision"] = {str(k): float(v) for k, v in
                                      pool.table.groupby("fold")["oof_precision"].first().dropna().items()}
+    if per_fit.sum():
+        reached = out.get("kept_oof_precision")
+        right = (f", right about {np.mean(list(reached.values())):.0%} of the time (the teacher's out-of-fold "
+                 f"precision)" if reached else "")
+        out["pool_note"] = (f"the student trained on the kept pool photos with its teacher's labels and will mostly "
+                            f"answer those on them{right}; oof_f1 estimates its score on persons it never saw, which "
+                            f"on a pool that is the test set are the photos it did not keep")
     # not clean: a naive pool, or a teacher already optimistic on fold k's rows (main.py marks every estimate)
     out["oof_note"] = summary.get("estimates_optimistic") or (
         "clean: fold k's pool labels came from the teacher's fold k alone, which never saw fold k's validation "

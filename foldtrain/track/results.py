@@ -143,6 +143,8 @@ def caveats(summary: dict) -> list[str]:
         lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; so is every estimate of this run")
     elif summary.get("oof_rule_note"):
         lines.append(f"oof_f1 is optimistic: {summary['oof_rule_note']}; trust oof_f1_honest or oof_f1_last")
+    if summary.get("pseudo", {}).get("pool_note"):  # what oof_f1 does not say about the pool photos themselves
+        lines.append(summary["pseudo"]["pool_note"])
     for key, reason in summary.get("estimate_notes", {}).items():
         lines.append(f"{key} is not reported: {reason}")
     return lines

@@ -90,6 +90,7 @@ def test_a_pseudo_label_round_labels_fold_k_with_teacher_fold_k(teacher: dict, d
     eval_images = len(pd.read_csv(demo_root / "eval" / "info.csv"))
     assert pseudo["teacher_run_id"] == teacher["id"] and pseudo["pool_images"] == eval_images
     assert pseudo["oof_note"].startswith("clean") and not summary.get("oof_rule_note")
+    assert pseudo["pool_note"] in result.stderr and "will mostly answer those" in pseudo["pool_note"]
     table = pd.read_csv(run / "pseudo_labels.csv")
     assert sorted(table["fold"].unique()) == [0, 1]
     assert (table["teacher_folds"].astype(str) == table["fold"].astype(str)).all()  # fold k: teacher fold k alone
