@@ -148,8 +148,7 @@ def distill_summary(cfg: Config, teacher: TeacherRun, folder: RunFolder, summary
            "fold k's student learnt from the teacher's fold k model alone"}
     final = (folder.full / WEIGHTS).resolve()
     if d.final and final.is_file():
-        honest = summary.get("oof_f1_honest") is not None and not summary.get("estimates_optimistic")
-        key = "oof_f1_honest" if summary.get("oof_rule_note") and honest else "oof_f1"
+        key = "oof_f1_honest" if summary.get("oof_rule_note") and summary.get("oof_f1_honest") is not None else "oof_f1"
         expected, ci = summary[key], summary.get(f"{key}_ci")
         interval = f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
         out |= {"final_model": str(final), "final_expected_f1": expected, "final_expected_f1_ci": ci,

@@ -68,9 +68,15 @@ def inherited_optimism(cfg: Config, teacher: TeacherRun) -> str | None:
 
 
 def mark_inherited_optimism(summary: dict, cfg: Config, teacher: TeacherRun) -> None:
-    """Mark a taught run's summary as any optimistic epoch rule is (the headline, caveats, blending and tuning read
-    `oof_rule_note`), and as having no honest estimate at all (`estimates_optimistic`), when it inherits a leak."""
+    """When a taught run inherits a leak: mark its summary as any optimistic epoch rule is (the headline, caveats,
+    blending and tuning read `oof_rule_note`), and withdraw the estimates that no epoch rule of its own can make
+    honest (`oof_f1_last`, `oof_f1_honest` become null, the reason in `estimate_notes`, `estimates_optimistic`)."""
     leak = inherited_optimism(cfg, teacher)
-    if leak:
-        summary["oof_rule_note"] = "; ".join(filter(None, [leak, summary.get("oof_rule_note")]))
-        summary["estimates_optimistic"] = leak
+    if not leak:
+        return
+    summary["oof_rule_note"] = "; ".join(filter(None, [leak, summary.get("oof_rule_note")]))
+    summary["estimates_optimistic"] = leak
+    for key in ("oof_f1_last", "oof_f1_honest"):
+        summary[key] = None
+        summary.pop(f"{key}_ci", None)
+        summary.setdefault("estimate_notes", {})[key] = "the run inherits a leak (oof_rule_note) no epoch rule undoes"

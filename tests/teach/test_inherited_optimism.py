@@ -17,8 +17,8 @@ from tests.teach.runs import teacher_run
 
 def student_summary() -> dict:
     """A student's summary as write_results leaves it under the `last` rule: nothing chosen on its own rows."""
-    return {"oof_f1": 0.8, "oof_f1_honest": 0.79, "oof_rule": "last", "oof_rule_note": None, "cv_f1_mean": 0.8,
-            "cv_f1_std": 0.01}
+    return {"oof_f1": 0.8, "oof_f1_honest": 0.79, "oof_f1_honest_ci": [0.7, 0.85], "oof_f1_last": 0.8,
+            "oof_rule": "last", "oof_rule_note": None, "cv_f1_mean": 0.8, "cv_f1_std": 0.01, "estimate_notes": {}}
 
 
 def with_summary(run: Path, **extra) -> None:
@@ -45,6 +45,8 @@ def test_a_teacher_that_chose_its_epochs_on_fold_k_makes_every_student_estimate_
         assert "optimistic" in headline(summary)
         assert caveats(summary)[0].endswith("so is every estimate of this run")
         assert objective_value(summary) == 0.8  # not the honest figure: no epoch rule of the student undoes it
+        assert summary["oof_f1_honest"] is None and "oof_f1_honest_ci" not in summary
+        assert "oof_f1_honest is not reported" in " ".join(caveats(summary))
 
 
 def test_a_naive_round_taints_every_later_round(tmp_path: Path):
