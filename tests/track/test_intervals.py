@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from foldtrain.track.intervals import PersonCounts, f1_interval, hidden_test_interval, macro_f1_of
 from foldtrain.train.metrics import macro_f1
@@ -29,6 +30,7 @@ def test_counts_give_sklearns_macro_f1():
     assert np.isclose(macro_f1_of(twice, counts)[0], macro_f1(labels, preds, 8))
 
 
+@pytest.mark.slow  # a million bootstrap draws (about a minute): a statistical check, not a unit
 def test_the_90_percent_interval_covers_the_truth_where_a_row_bootstrap_does_not():
     rng = np.random.default_rng(1)
     classes, sample = 6, 200
