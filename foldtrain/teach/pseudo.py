@@ -121,7 +121,7 @@ def check_calibration(cfg: Config, teacher: TeacherRun, fits: list[int]) -> None
     """
     if cfg.pseudo.soft or cfg.pseudo.select != "precision":
         return
-    _, _, folds = teacher.oof()
+    _, _, folds = teacher.oof
     for fit in fits:
         if not calibration_rows(folds, fit, cfg.pseudo.naive).any():
             raise TeacherError(f"pseudo.select=precision sets fold {fit}'s thresholds on the teacher's other folds' "
@@ -138,7 +138,7 @@ def select(cfg: Config, teacher: TeacherRun, probs: np.ndarray, fit: int, heads:
         kept = keep_per_head(probs, cfg.pseudo.quantile, sizes) if sizes else keep_per_class(probs,
                                                                                             cfg.pseudo.quantile)
         return kept, None
-    oof, labels, folds = teacher.oof()
+    oof, labels, folds = teacher.oof
     rows = calibration_rows(folds, fit, cfg.pseudo.naive)
     return keep_precise(probs, oof[rows], labels[rows], cfg.pseudo.precision, sizes)
 

@@ -61,10 +61,8 @@ NAIVE_NOTE = ("pseudo.naive=true: every fold's pool was labelled by the whole te
 def inherited_optimism(cfg: Config, teacher: TeacherRun) -> str | None:
     """Why every out-of-fold estimate of a taught run reads high whatever its own epoch rule (a naive pseudo-label
     pool, or a teacher that was already optimistic on the rows the student is scored on), or None."""
-    reasons = [NAIVE_NOTE] if cfg.pseudo.teacher and cfg.pseudo.naive else []
-    if teacher.optimism():
-        reasons.append(teacher.optimism())
-    return "; ".join(reasons) or None
+    naive = NAIVE_NOTE if cfg.pseudo.teacher and cfg.pseudo.naive else None
+    return "; ".join(filter(None, [naive, teacher.optimism()])) or None
 
 
 def mark_inherited_optimism(summary: dict, cfg: Config, teacher: TeacherRun) -> None:

@@ -8,6 +8,7 @@ same labels in the same folds, which is checked row by row before anything train
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ class TeacherRun:
                 f"learnt from its fold k; teach with a clean run (train.checkpoint=last or honest, no early stopping, "
                 f"no naive round)")
 
+    @cached_property  # read once: the check and every fit's selection use it
     def oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The teacher's out-of-fold class probabilities (scored with its prediction views when it kept them,
         oof_tta.csv, else oof.csv), their true labels and their folds: how right its models were on persons they
